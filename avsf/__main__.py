@@ -1,0 +1,5 @@
+import sys
+
+from avsf.cli import main
+
+sys.exit(main())
