@@ -1,0 +1,290 @@
+"""Run a study: every variant x seed as one training run, one after another, resumable.
+
+- A finished run (result.json present) is skipped and its result is never touched.
+- An interrupted run (a checkpoint, no result) is handed back to the trainer, which resumes it.
+- A run that raises is recorded in its folder (failed.json) and the study goes on; the
+  outcome says which failed, and the command exits non-zero at the end.
+- A run folder that already holds a run of a *different* config is refused (a study folder
+  never mixes two setups); run the changed study into another --out.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from avsf.config import ConfigError, flatten
+from avsf.study.spec import StudySpec
+from avsf.study.store import (
+    FAILED_FILE,
+    STUDY_FILE,
+    read_json,
+    run_dir,
+    run_state,
+    write_json_atomic,
+)
+
+TrainFn = Callable[..., dict]
+
+# Keys the trainer may resolve or that do not change what is learned; not compared when
+# deciding whether an existing run folder belongs to this study.
+_NOT_COMPARED = {
+    "model.num_classes",
+    "data.cache_dir",
+    "data.loader",
+    "data.device",
+    "data.num_threads",
+    "train.channels_last",
+    "name",
+}
+
+
+@dataclass
+class PlannedRun:
+    variant: str
+    seed: int
+    path: Path
+    cfg: Any  # avsf.config.Config
+
+
+@dataclass
+class StudyOutcome:
+    out_dir: Path
+    done: list[tuple[str, int]] = field(default_factory=list)  # finished now
+    skipped: list[tuple[str, int]] = field(default_factory=list)  # finished before
+    failed: list[tuple[str, int, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _default_train() -> TrainFn:
+    from avsf.train import train
+
+    return train
+
+
+def plan_study(
+    spec: StudySpec,
+    out_dir: str | Path,
+    *,
+    scale: str | None = None,
+    seeds: int | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    variants: list[str] | None = None,
+) -> list[PlannedRun]:
+    scale = scale or spec.default_scale
+    chosen = [spec.variant(v) for v in variants] if variants else spec.variants
+    plan = []
+    for v in chosen:
+        for seed in spec.seeds(scale, seeds):
+            cfg = spec.config_for(v, scale=scale, seed=seed, overrides=overrides)
+            plan.append(PlannedRun(v.name, seed, run_dir(out_dir, v.name, seed), cfg))
+    return plan
+
+
+def config_mismatch(existing: dict[str, Any], planned: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between a run folder's config.json and the planned config."""
+    a, b = flatten(existing), flatten(planned)
+    diffs = []
+    for k in sorted(set(a) & set(b)):
+        if k in _NOT_COMPARED:
+            continue
+        va, vb = a[k], b[k]
+        if isinstance(va, float) or isinstance(vb, float):
+            try:
+                if abs(float(va) - float(vb)) <= 1e-9 * max(1.0, abs(float(vb))):
+                    continue
+            except (TypeError, ValueError):
+                pass
+        if va != vb:
+            diffs.append(f"{k}: {va!r} there, {vb!r} now")
+    return diffs
+
+
+def _fmt_duration(s: float) -> str:
+    s = int(round(s))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def run_study(
+    spec: StudySpec,
+    out_dir: str | Path | None = None,
+    *,
+    scale: str | None = None,
+    seeds: int | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    variants: list[str] | None = None,
+    train_fn: TrainFn | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StudyOutcome:
+    """Run every planned variant x seed that has no result yet; see the module docstring."""
+    scale = scale or spec.default_scale
+    out_dir = Path(out_dir) if out_dir is not None else Path("runs") / spec.name
+    log = log or (lambda msg: print(msg, flush=True))
+    progress = sys.stderr.isatty() if progress is None else progress
+    train_fn = train_fn or _default_train()
+
+    plan = plan_study(spec, out_dir, scale=scale, seeds=seeds, overrides=overrides, variants=variants)
+
+    # Refuse to mix setups in one folder before anything runs.
+    for p in plan:
+        existing = read_json(p.path / "config.json")
+        if isinstance(existing, dict):
+            diffs = config_mismatch(existing, p.cfg.to_dict())
+            if diffs:
+                raise ConfigError(
+                    f"{p.path} already holds a run with a different config ({'; '.join(diffs[:3])}"
+                    f"{' ...' if len(diffs) > 3 else ''}); run this study with another --out, "
+                    f"or move that folder away"
+                )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_list = sorted({p.seed for p in plan})
+    prior = read_json(out_dir / STUDY_FILE)
+    if isinstance(prior, dict) and prior.get("scale") == scale:
+        seed_list = sorted(set(seed_list) | {int(s) for s in prior.get("seeds", [])})
+    write_json_atomic(
+        out_dir / STUDY_FILE,
+        {
+            "spec": spec.to_dict(),
+            "scale": scale,
+            "seeds": seed_list,
+            "overrides": overrides if overrides else {},
+            "variants_run": [p.variant for p in plan],
+            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+
+    outcome = StudyOutcome(out_dir=out_dir)
+    todo = [p for p in plan if run_state(p.path) != "done"]
+    for p in plan:
+        if run_state(p.path) == "done":
+            outcome.skipped.append((p.variant, p.seed))
+    log(
+        f"study {spec.name} (scale {scale}): {len(plan)} runs, {len(outcome.skipped)} already done, "
+        f"{len(todo)} to run -> {out_dir}"
+    )
+
+    durations: list[float] = []
+    for i, p in enumerate(todo, 1):
+        state = run_state(p.path)
+        eta = _fmt_duration(sum(durations) / len(durations) * (len(todo) - i + 1)) if durations else "unknown"
+        what = "resuming" if state in ("partial", "failed") else "starting"
+        log(f"[{i}/{len(todo)}] {p.variant} seed{p.seed}: {what} (study ETA {eta})")
+        p.path.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        epochs = p.cfg.train.epochs
+
+        def on_epoch(epoch: int, metrics: dict[str, Any], _p: PlannedRun = p, _t0: float = t0) -> None:
+            done_ep = int(epoch) + 1
+            elapsed = time.monotonic() - _t0
+            left = elapsed / max(done_ep, 1) * max(epochs - done_ep, 0)
+            parts = []
+            for k in ("loss", "top1", "val_top1", "train_error"):
+                v = metrics.get(k) if isinstance(metrics, dict) else None
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    parts.append(f"{k} {v:.3g}")
+            log(
+                f"    {_p.variant} seed{_p.seed} epoch {done_ep}/{epochs} {' '.join(parts)} "
+                f"(run ETA {_fmt_duration(left)})"
+            )
+
+        try:
+            result = train_fn(p.cfg, p.path, on_epoch=on_epoch, progress=progress)
+        except KeyboardInterrupt:
+            log(f"interrupted during {p.variant} seed{p.seed}; run the same command again to resume")
+            raise
+        except Exception as e:  # a failing run is recorded and the study goes on
+            msg = f"{type(e).__name__}: {e}"
+            write_json_atomic(
+                p.path / FAILED_FILE,
+                {
+                    "error": msg,
+                    "traceback": traceback.format_exc(),
+                    "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                },
+            )
+            outcome.failed.append((p.variant, p.seed, msg))
+            log(f"[{i}/{len(todo)}] {p.variant} seed{p.seed}: FAILED ({msg}); going on")
+            continue
+        dt = time.monotonic() - t0
+        durations.append(dt)
+        (p.path / FAILED_FILE).unlink(missing_ok=True)
+        if run_state(p.path) != "done":
+            # The trainer returned without writing result.json: keep the returned numbers.
+            if isinstance(result, dict) and result:
+                write_json_atomic(p.path / "result.json", result)
+            else:
+                msg = "the trainer returned without a result"
+                write_json_atomic(p.path / FAILED_FILE, {"error": msg})
+                outcome.failed.append((p.variant, p.seed, msg))
+                continue
+        outcome.done.append((p.variant, p.seed))
+        metric = spec.metric
+        val = result.get(metric) if isinstance(result, dict) else None
+        shown = f"{metric} {val:.4g}" if isinstance(val, (int, float)) else "done"
+        log(f"[{i}/{len(todo)}] {p.variant} seed{p.seed}: {shown} in {_fmt_duration(dt)}")
+
+    log(
+        f"study {spec.name}: {len(outcome.done)} finished now, {len(outcome.skipped)} finished before, "
+        f"{len(outcome.failed)} failed"
+    )
+    for v, s, msg in outcome.failed:
+        log(f"  failed: {v} seed{s}: {msg} (details in {run_dir(out_dir, v, s) / FAILED_FILE})")
+    return outcome
+
+
+# ----------------------------------------------------------------------------- status
+
+
+def status_rows(study_dir: str | Path) -> list[dict[str, Any]]:
+    from avsf.study.store import load_study_dir
+
+    rec = load_study_dir(study_dir)
+    rows = []
+    for r in rec.runs:
+        rows.append(
+            {
+                "variant": r.variant,
+                "seed": r.seed,
+                "state": r.state,
+                rec.spec.metric: r.number(rec.spec.metric),
+                "error": r.error,
+            }
+        )
+    return rows
+
+
+def format_status(study_dir: str | Path) -> str:
+    from avsf.study.store import load_study_dir
+
+    rec = load_study_dir(study_dir)
+    metric = rec.spec.metric
+    header = ("variant", "seed", "state", metric)
+    lines = [header]
+    for r in rec.runs:
+        v = r.number(metric)
+        extra = r.error[:60] if r.state == "failed" else ""
+        lines.append((r.variant, f"seed{r.seed}", r.state + (f" ({extra})" if extra else ""), f"{v:.2f}" if v is not None else "-"))
+    widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
+    out = [f"{rec.path} (study {rec.spec.name}, scale {rec.scale})"]
+    for j, row in enumerate(lines):
+        out.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())
+        if j == 0:
+            out.append("  ".join("-" * w for w in widths))
+    c = rec.counts()
+    out.append(f"{c['done']} done, {c['partial']} partial, {c['failed']} failed, {c['pending']} pending")
+    return "\n".join(out)
