@@ -1,0 +1,140 @@
+"""Study files: validated on load, errors name the key; the shipped files match the paper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from avsf.study.spec import StudyError, discover_studies, load_study
+
+ROOT = Path(__file__).resolve().parents[1]
+STUDIES = ROOT / "studies"
+
+GOOD = """
+name = "t"
+title = "A test"
+paper_table = "5c"
+metric = "top1"
+[base]
+model.pathways = "avslowfast"
+[[variant]]
+name = "a"
+label = "A"
+set = { model.drop_pathway = 0.0 }
+paper = { top1 = 75.2, top5 = 91.8 }
+[[variant]]
+name = "b"
+set = { model.drop_pathway = 0.8, train.epochs = 9 }
+[scale.small]
+seeds = 2
+set = { train.epochs = 3 }
+"""
+
+
+def _load(tmp_path, text):
+    p = tmp_path / "t.toml"
+    p.write_text(text)
+    return load_study(p)
+
+
+def test_good_file_loads_and_orders_overrides(tmp_path):
+    spec = _load(tmp_path, GOOD)
+    assert spec.variant_names == ["a", "b"]
+    assert spec.default_scale == "small"
+    assert spec.seeds() == [0, 1]
+    assert spec.seeds("tiny") == [0]  # no [scale.tiny]: one seed
+    a = spec.config_for("a", seed=1)
+    assert a.model.drop_pathway == 0.0 and a.train.epochs == 3 and a.train.seed == 1
+    assert a.data.crop_size == 64  # the small scale's size
+    b = spec.config_for("b")
+    assert b.train.epochs == 9  # the variant wins over the scale table
+    assert spec.config_for("a", overrides=["train.epochs=1"]).train.epochs == 1  # CLI wins over all
+    assert spec.variant("a").paper == {"top1": 75.2, "top5": 91.8}
+
+
+@pytest.mark.parametrize(
+    "old,new,key",
+    [
+        ('title = "A test"', 'title = "A test"\nbogus = 1', "'bogus'"),
+        ('name = "a"', 'name = "b"', "variant[1].name"),
+        ('set = { model.drop_pathway = 0.0 }', 'set = { model.drop_pathwya = 0.0 }', "variant[0] ('a').set"),
+        ('set = { model.drop_pathway = 0.0 }', 'set = { model.drop_pathway = "high" }', "model.drop_pathway"),
+        ("paper = { top1 = 75.2, top5 = 91.8 }", 'paper = { top1 = "75.2" }', "variant[0] ('a').paper.top1"),
+        ("paper = { top1 = 75.2, top5 = 91.8 }", "paper = { top9 = 1.0 }", "paper.top9"),
+        ('metric = "top1"', 'metric = "accuracy"', "'metric'"),
+        ("[scale.small]", "[scale.huge]", "'scale.huge'"),
+        ("seeds = 2", "seeds = 0", "scale.small.seeds"),
+        ("seeds = 2", "seeds = 2\nepochs = 3", "scale.small.epochs"),
+        ("set = { train.epochs = 3 }", "set = { train.epoch = 3 }", "scale.small.set"),
+        ('model.pathways = "avslowfast"', "model.pathway = 1", "'base'"),
+        ('name = "t"', 'name = "a b/c"', "'name'"),
+        ('label = "A"', "label = 3", "label"),
+    ],
+)
+def test_errors_name_the_key(tmp_path, old, new, key):
+    assert old in GOOD
+    with pytest.raises(StudyError) as e:
+        _load(tmp_path, GOOD.replace(old, new, 1))
+    assert key in str(e.value)
+    assert "t.toml" in str(e.value)
+
+
+def test_missing_variants_and_name(tmp_path):
+    with pytest.raises(StudyError, match="'variant'.*at least one"):
+        _load(tmp_path, 'name = "x"\n')
+    with pytest.raises(StudyError, match="'name'.*required"):
+        _load(tmp_path, '[[variant]]\nname = "a"\n')
+    with pytest.raises(StudyError, match="not valid TOML"):
+        _load(tmp_path, "name = \n")
+    with pytest.raises(StudyError, match="does not exist"):
+        load_study(tmp_path / "nope.toml")
+
+
+EXPECTED = {
+    "droppathway": ("5c", ["pd0", "pd0.2", "pd0.5", "pd0.8"]),
+    "fusion": ("5a", ["a-f-s", "a-fs", "av-nonlocal"]),
+    "audio_channels": ("5b", ["beta1_8", "beta1_4", "beta1_2", "beta1"]),
+    "avs_layers": ("5d", ["none", "res5", "res4-5", "res3-4-5"]),
+    "fusion_stages": ("6", ["slowfast", "late-ensemble", "pool5", "res4-pool5", "res3-4-pool5", "res2-3-4-pool5"]),
+    "audio_only": ("A.3", ["audio", "slowfast", "avslowfast"]),
+    "audio_kernels": ("Sec. 3.4", ["3x3", "factorised"]),
+}
+
+
+def test_every_paper_ablation_has_a_valid_study_file():
+    found = {p.stem: load_study(p) for p in discover_studies(STUDIES)}
+    assert set(EXPECTED) <= set(found)
+    for name, (table, variants) in EXPECTED.items():
+        spec = found[name]
+        assert spec.name == name and spec.paper_table == table
+        assert spec.variant_names == variants
+        for scale in ("tiny", "small", "paper"):
+            assert scale in spec.scales
+            for v in spec.variants:
+                spec.config_for(v, scale=scale)  # every run's config builds
+
+
+def test_search_files_are_not_studies(tmp_path):
+    (tmp_path / "search_x.toml").write_text("")
+    (tmp_path / "a.toml").write_text("")
+    assert [p.name for p in discover_studies(tmp_path)] == ["a.toml"]
+
+
+def test_paper_numbers_copied_from_the_paper():
+    dp = load_study(STUDIES / "droppathway.toml")
+    assert [(v.label, v.set["model.drop_pathway"], v.paper["top1"], v.paper["top5"]) for v in dp.variants] == [
+        ("-", 0.0, 75.2, 91.8), ("0.2", 0.2, 76.0, 92.5), ("0.5", 0.5, 76.7, 92.7), ("0.8", 0.8, 77.0, 92.7),
+    ]
+    fs = load_study(STUDIES / "fusion_stages.toml")
+    assert [v.paper.get("gflops") for v in fs.variants] == [36.1, None, 38.4, 39.1, 39.8, 40.2]
+    assert fs.baseline_variant().name == "slowfast"
+    b = load_study(STUDIES / "audio_channels.toml")
+    assert [v.set["model.beta_a"] for v in b.variants] == [1 / 8, 1 / 4, 1 / 2, 1.0]
+    assert [v.paper["gflops"] for v in b.variants] == [36.0, 36.8, 39.8, 51.9]
+    f = load_study(STUDIES / "fusion.toml")
+    assert [(v.paper["top1"], v.paper["gflops"]) for v in f.variants] == [(75.3, 51.4), (77.0, 39.8), (77.2, 39.9)]
+    a = load_study(STUDIES / "avs_layers.toml")
+    assert [v.paper["top1"] for v in a.variants] == [76.4, 76.7, 76.9, 77.0]
+    ao = load_study(STUDIES / "audio_only.toml")
+    assert ao.variant("audio").paper == {"top1": 24.8, "top5": 43.3, "gflops": 14.2}
