@@ -120,6 +120,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 0  # 0: once per epoch
     eval_every_epochs: int = 1
     max_train_clips: int = 0  # 0: whole split
+    init_from: str = ""  # fine-tuning (A.5/A.6): a run folder or checkpoint whose weights start the model
 
 
 @dataclass
