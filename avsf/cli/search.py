@@ -1,0 +1,52 @@
+"""`avsf search STUDY.toml`: an Optuna search (e.g. Pd x beta_A), one training run per trial."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="Optuna search over config fields (val top-1 vs GFLOPs), one run folder per trial",
+        description=(
+            "Create, join or continue the Optuna study a search file declares. Without --trials "
+            "this worker runs trials until the study holds the file's `trials` finished trials; "
+            "workers started together on one storage share that target. With --trials N this "
+            "worker runs exactly N more trials."
+        ),
+    )
+    p.add_argument("spec", metavar="STUDY.toml", help="search file, e.g. studies/search_pd_beta.toml")
+    p.add_argument("--scale", choices=("tiny", "small", "paper"), default=None,
+                   help="sizes to run at (default: the file's default_scale)")
+    p.add_argument("--trials", type=int, default=None, metavar="N",
+                   help="trials THIS worker runs now (default: run until the study reaches the file's target)")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna RDB URL, e.g. postgresql://user:pw@host/db to join workers on several "
+                        "machines (default: sqlite:///<out>/optuna.db)")
+    p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/<name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override applied to every trial (repeatable), e.g. train.epochs=4")
+    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from avsf.study.search import format_summary, load_search, run_search
+
+    spec = load_search(args.spec)
+    res = run_search(
+        spec,
+        scale=args.scale,
+        trials=args.trials,
+        storage=args.storage,
+        out=args.out,
+        overrides=args.overrides,
+        progress=not args.json and sys.stderr.isatty(),
+    )
+    print(format_summary(res.summary), file=sys.stderr if args.json else sys.stdout, flush=True)
+    if args.json:
+        print(json.dumps(res.summary, default=str), flush=True)
+    return 0
