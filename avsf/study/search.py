@@ -668,8 +668,10 @@ def _run_trial(study: Any, trial: Any, spec: SearchSpec, *, scale: str, run_dir:
             history: list[float] = []
 
             def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
-                top1 = metrics.get("top1", metrics.get("val_top1"))
-                if top1 is None:
+                # The trainer passes the train row plus val_* keys; `top1` alone is validation
+                # only in trainers that pass the validation row itself.
+                top1 = metrics.get("val_top1", metrics.get("top1"))
+                if top1 is None or top1 != top1:  # no validation this epoch (NaN)
                     return
                 history.append(float(top1))
                 trial.set_user_attr("val_top1_history", history)
