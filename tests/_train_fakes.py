@@ -1,0 +1,115 @@
+"""A toy model, loader and dataset description that follow the contracts of
+docs/architecture.md, so the training loop can be tested in milliseconds on its own."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+import torch.nn as nn
+
+NUM_CLASSES = 4
+N_CLIPS = {"train": 48, "val": 16, "test": 16}
+
+
+def info(cfg=None):
+    return SimpleNamespace(
+        num_classes=NUM_CLASSES, class_names=[f"c{i}" for i in range(NUM_CLASSES)],
+        groups={"visual": [0, 1], "audio": [2, 3]}, multi_label=False, verb_noun=False,
+        split_sizes=dict(N_CLIPS),
+    )
+
+
+class ToyModel(nn.Module):
+    """Tiny AV classifier: pooled video + pooled audio -> BN -> dropout -> fc; AVS scores."""
+
+    def __init__(self, num_classes, nan_after=None):
+        super().__init__()
+        self.v = nn.Linear(3, 8)
+        self.a = nn.Linear(1, 8)
+        self.bn = nn.BatchNorm1d(16)
+        self.drop = nn.Dropout(0.5)
+        self.fc = nn.Linear(16, num_classes)
+        self.calls = 0
+        self.nan_after = nan_after
+
+    def forward(self, batch):
+        v = self.v(batch["slow"].mean(dim=(2, 3, 4)))
+        a = self.a(batch["audio"].mean(dim=(2, 3)))
+        h = self.drop(torch.relu(self.bn(torch.cat([v, a], 1))))
+        out = {"logits": self.fc(h)}
+        if self.training:
+            self.calls += 1
+            if self.nan_after is not None and self.calls > self.nan_after:
+                out["logits"] = out["logits"] * float("nan")
+        if self.training and "audio_negative" in batch:
+            an = self.a(batch["audio_negative"].mean(dim=(2, 3)))
+            vn, ap, ann = [nn.functional.normalize(x, dim=1) for x in (v, a, an)]
+            out["sync"] = {"res3": torch.stack([-(vn - ap).pow(2).sum(1), -(vn - ann).pow(2).sum(1)], 1)}
+        return out
+
+
+class ToyLoader:
+    def __init__(self, split, mode, batch_size, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False,
+                 fail_every=0):
+        self.split, self.mode, self.bs = split, mode, batch_size
+        self.shard_id, self.num_shards, self.epoch = shard_id, num_shards, epoch
+        self.shifted = with_shifted_audio
+        self.failed = 0
+        self.fail_every = fail_every
+        n = N_CLIPS[split]
+        g = torch.Generator().manual_seed(1234 + {"train": 0, "val": 1, "test": 2}[split])
+        self.label = torch.arange(n) % NUM_CLASSES
+        self.video = torch.randn(n, 3, generator=g) + torch.nn.functional.one_hot(self.label, 4)[:, :3] * 2
+        self.aud = torch.randn(n, 1, generator=g) + (self.label >= 2).float().unsqueeze(1) * 2
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch)) if mode == "train" else torch.arange(n)
+        self.order = order[shard_id::num_shards]
+        self.views = 2 if mode == "test" else 1
+
+    def __len__(self):
+        n = len(self.order) * self.views
+        return n // self.bs if self.mode == "train" else -(-n // self.bs)
+
+    def __iter__(self):
+        rows = [(int(i), v) for i in self.order for v in range(self.views)]
+        for b in range(len(self)):
+            chunk = rows[b * self.bs:(b + 1) * self.bs]
+            if self.fail_every:
+                self.failed += len(chunk) // self.fail_every
+            idx = torch.tensor([r[0] for r in chunk])
+            view = torch.tensor([r[1] for r in chunk])
+            noise = torch.randn(len(chunk), 3) * 0.1 if self.mode == "train" else 0.0  # global RNG
+            slow = (self.video[idx] + noise)[:, :, None, None, None].expand(-1, 3, 2, 4, 4).contiguous()
+            audio = self.aud[idx][:, :, None, None].expand(-1, 1, 8, 4).contiguous()
+            batch = {"slow": slow, "fast": slow.repeat(1, 1, 2, 1, 1), "audio": audio,
+                     "label": self.label[idx], "index": idx}
+            if self.shifted:
+                batch["audio_shifted"] = audio.flip(2) * 0.5
+            if self.mode == "test":
+                batch["view"] = view
+            yield batch
+
+
+def install(monkeypatch, *, nan_after=None, fail_every=0):
+    """Swap the trainer's model / loader / dataset builders for the toys."""
+    from avsf.train import loop
+
+    monkeypatch.setattr(loop, "_build_model", lambda cfg: ToyModel(cfg.model.num_classes, nan_after))
+    monkeypatch.setattr(loop, "_dataset_info", info)
+    monkeypatch.setattr(loop, "_count_flops", lambda cfg: {"gflops": 0.001, "params_m": 0.0005})
+
+    def build_loader(cfg, split, mode, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False):
+        return ToyLoader(split, mode, cfg.train.batch_size, shard_id, num_shards, epoch, with_shifted_audio,
+                         fail_every=fail_every)
+
+    monkeypatch.setattr(loop, "_build_loader", build_loader)
+
+
+def toy_config(**sets):
+    from avsf.config import build_config
+
+    base = {"train.epochs": 3, "train.batch_size": 8, "train.base_lr": 0.1, "train.warmup_epochs": 0.5,
+            "train.warmup_start_lr": 0.01, "eval.temporal_views": 2, "eval.spatial_views": 1,
+            "model.num_classes": 0, "train.deterministic": True}
+    base.update(sets)
+    return build_config(scale="tiny", overrides=base)
