@@ -27,7 +27,11 @@ log = logging.getLogger("avsf.data")
 
 SYNTH_VERSION = 1  # bump when the generator's output changes; keys the cache folder
 
-__all__ = ["DatasetInfo", "dataset_info", "build_loader", "AVLoader", "ManifestError", "synth_root", "load_rows"]
+__all__ = ["TooManyFailedClips", "DatasetInfo", "dataset_info", "build_loader", "AVLoader", "ManifestError", "synth_root", "load_rows"]
+
+
+class TooManyFailedClips(RuntimeError):
+    """More clips failed to decode than `data.max_failure_share` allows."""
 
 
 @dataclass
@@ -158,13 +162,13 @@ class AVLoader:
     `failed` = clips skipped because they could not be decoded (logged)."""
 
     def __init__(self, cfg: Config, split: str, mode: str, *, shard_id: int = 0, num_shards: int = 1, epoch: int = 0,
-                 with_shifted_audio: bool = False, info: DatasetInfo | None = None):
+                 with_shifted_audio: bool = False, info: DatasetInfo | None = None, rows: list[Row] | None = None):
         if mode not in ("train", "test"):
             raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
         self.cfg, self.split, self.mode, self.epoch = cfg, split, mode, epoch
         self.with_shifted_audio = with_shifted_audio and mode == "train"
         self.info = info or dataset_info(cfg)
-        self.rows = load_rows(self.info.root, split)
+        self.rows = rows if rows is not None else load_rows(self.info.root, split)
         if not self.rows:
             raise ManifestError(f"{self.info.root}: split '{split}' has no rows")
         self.g = ClipGeometry.from_config(cfg)
@@ -214,7 +218,7 @@ class AVLoader:
         self.failed += n
         limit = self.cfg.data.max_failure_share * max(total, 1)
         if self.failed > limit:
-            raise RuntimeError(f"{self.failed} of {total} clips in split '{self.split}' of {self.info.root} could not "
+            raise TooManyFailedClips(f"{self.failed} of {total} clips in split '{self.split}' of {self.info.root} could not "
                                f"be decoded (more than data.max_failure_share={self.cfg.data.max_failure_share}); "
                                "run `avsf data prepare` on the source videos, or raise the share")
 

@@ -245,7 +245,10 @@ def encode_clip(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int = FP
 
     fmt = "webm" if path.suffix == ".webm" else ("matroska" if path.suffix == ".mkv" else None)
     with av.open(str(path), "w", format=fmt, container_options={"fflags": "+bitexact"}) as out:
-        vs = out.add_stream(codec, rate=fps)
+        from fractions import Fraction
+
+        rate = int(fps) if float(fps).is_integer() else Fraction(fps).limit_denominator(1001)
+        vs = out.add_stream(codec, rate=rate)
         vs.width, vs.height = frames.shape[2], frames.shape[1]
         vs.pix_fmt = "yuv420p"
         vs.thread_count = 1

@@ -1,0 +1,206 @@
+"""`avsf data synth | prepare | preview | bench`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="synthetic benchmark, dataset preparation, loader preview and benchmark",
+                       description="Audiovisual data: generate the built-in synthetic benchmark, prepare your own "
+                       "videos, look at what the model sees, and measure loader throughput.")
+    dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    dsub.required = True
+
+    s = dsub.add_parser("synth", help="write the built-in synthetic AV benchmark (deterministic per seed)")
+    s.add_argument("--out", required=True, metavar="DIR")
+    s.add_argument("--scale", choices=("tiny", "small"), default="small")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=2)
+    s.set_defaults(func=run_synth)
+
+    r = dsub.add_parser("prepare", help="turn a list of your videos into loader-ready files + manifest.csv",
+                        description="MANIFEST: 'path label' per line, or CSV with header path,label (paths relative "
+                        "to the manifest). With --format kinetics|epic|charades, MANIFEST is that dataset's "
+                        "annotation CSV and --video-root says where the videos are.")
+    r.add_argument("manifest", metavar="MANIFEST")
+    r.add_argument("--out", required=True, metavar="DIR")
+    r.add_argument("--format", choices=("list", "kinetics", "epic", "charades"), default="list")
+    r.add_argument("--video-root", metavar="DIR", help="videos folder for --format kinetics|epic|charades")
+    r.add_argument("--kinetics-sounds", action="store_true", help="keep only the paper's 32 Kinetics-Sounds classes")
+    r.add_argument("--split", default=None, help="kinetics: keep only this split")
+    r.add_argument("--workers", type=int, default=2)
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=run_prepare)
+
+    v = dsub.add_parser("preview", help="PNGs of what the model sees (Slow/Fast frames + log-mel)")
+    v.add_argument("--manifest", default=None, metavar="M",
+                   help="a loader-ready CSV (default: the synthetic benchmark's train.csv, generated if needed)")
+    v.add_argument("--loader", choices=("dali", "reference"), default="reference")
+    v.add_argument("--out", required=True, metavar="DIR")
+    v.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
+    v.add_argument("--mode", choices=("train", "test"), default="train")
+    v.add_argument("-n", "--num", type=int, default=4, help="clips to draw")
+    v.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    v.set_defaults(func=run_preview)
+
+    b = dsub.add_parser("bench", help="loader throughput (clips/s); DALI vs reference at equal threads")
+    b.add_argument("--loader", choices=("dali", "reference", "both"), default="both")
+    b.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--batches", type=int, default=20, help="batches to time (after one warm-up batch)")
+    b.add_argument("--mode", choices=("train", "test"), default="train")
+    b.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    b.add_argument("--json", action="store_true", help="print one JSON object")
+    b.set_defaults(func=run_bench)
+
+
+def run_synth(args) -> int:
+    from avsf.data.synth import generate
+
+    info = generate(args.out, args.scale, args.seed, workers=args.workers, progress=True)
+    print(f"wrote {sum(info['split_sizes'].values())} clips ({info['split_sizes']}) to {args.out} "
+          f"in {info['generation_s']:.1f} s")
+    return 0
+
+
+def run_prepare(args) -> int:
+    from avsf.data import manifest as M
+    from avsf.data.prepare import prepare
+
+    try:
+        if args.format == "list":
+            rows = M.read_source_manifest(args.manifest)
+        else:
+            if not args.video_root:
+                print(f"avsf data prepare: --format {args.format} needs --video-root DIR", file=sys.stderr)
+                return 2
+            if args.format == "kinetics":
+                rows = M.read_kinetics_csv(args.manifest, args.video_root, kinetics_sounds=args.kinetics_sounds,
+                                           split=args.split)
+            elif args.format == "epic":
+                rows = M.read_epic_csv(args.manifest, args.video_root)
+            else:
+                rows = M.read_charades_csv(args.manifest, args.video_root)
+    except M.ManifestError as e:
+        print(f"avsf data prepare: {e}", file=sys.stderr)
+        return 2
+    report = prepare(rows, args.out, workers=args.workers, progress=not args.no_progress)
+    print(f"{report['ok']} of {report['total']} usable ({report['skipped_already_prepared']} already prepared); "
+          f"{len(report['failed'])} failed, {len(report['no_audio'])} without audio -> {Path(args.out) / 'report.json'}")
+    for f in report["failed"][:20]:
+        print(f"  row {f['row']}: {f['path']}: {f['reason']}")
+    return 0
+
+
+def _cfg(scale, sets, **over):
+    from avsf.config import build_config
+
+    return build_config(scale=scale, overrides={**over, **dict(_kv(s) for s in sets)})
+
+
+def _kv(text):
+    from avsf.config import parse_override
+
+    return parse_override(text)
+
+
+def run_preview(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from avsf.data import AVLoader, dataset_info
+    from avsf.data.manifest import read_manifest
+
+    cfg = _cfg(args.scale, args.sets, **{"data.loader": args.loader, "train.batch_size": 1})
+    if args.manifest:
+        m = Path(args.manifest)
+        cfg.data.dataset = str(m.parent)
+        rows = read_manifest(m)
+    else:
+        info = dataset_info(cfg)
+        m = info.root / "train.csv"
+        rows = read_manifest(m)
+    info = dataset_info(cfg)
+    rows = rows[: args.num]
+    loader = AVLoader(cfg, "preview", args.mode, info=info, rows=rows)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    mean = torch.tensor(cfg.data.pixel_mean).view(3, 1, 1, 1)
+    std = torch.tensor(cfg.data.pixel_std).view(3, 1, 1, 1)
+    written = 0
+    for batch in loader:
+        for b in range(batch["fast"].shape[0]):
+            idx, view = int(batch["index"][b]), int(batch["view"][b]) if "view" in batch else 0
+            slow = (batch["slow"][b] * std + mean).clamp(0, 1)
+            fast = (batch["fast"][b] * std + mean).clamp(0, 1)
+            nf = fast.shape[1]
+            fig = plt.figure(figsize=(max(8, nf * 1.2), 6))
+            gs = fig.add_gridspec(3, nf)
+            for t in range(slow.shape[1]):
+                ax = fig.add_subplot(gs[0, t])
+                ax.imshow(slow[:, t].permute(1, 2, 0).numpy())
+                ax.set_title(f"slow {t}", fontsize=7)
+                ax.axis("off")
+            for t in range(nf):
+                ax = fig.add_subplot(gs[1, t])
+                ax.imshow(fast[:, t].permute(1, 2, 0).numpy())
+                ax.set_title(f"fast {t}", fontsize=7)
+                ax.axis("off")
+            ax = fig.add_subplot(gs[2, :])
+            ax.imshow(batch["audio"][b, 0].T.numpy(), origin="lower", aspect="auto", cmap="magma")
+            ax.set_xlabel("log-mel frame (16 ms)")
+            ax.set_ylabel("mel bin")
+            label = batch["label"][b].tolist() if "label" in batch else (int(batch["verb"][b]), int(batch["noun"][b]))
+            name = info.class_names[label] if isinstance(label, int) and label < len(info.class_names) else label
+            fig.suptitle(f"{Path(rows[idx].path).name}  label={name}  view={view}  loader={loader.backend}", fontsize=9)
+            path = out / f"clip{idx:03d}_view{view}.png"
+            fig.savefig(path, dpi=80)
+            plt.close(fig)
+            written += 1
+    print(f"wrote {written} previews to {out}")
+    return 0
+
+
+def bench_loader(cfg, mode: str, batches: int) -> dict:
+    from avsf.data import build_loader
+
+    loader = build_loader(cfg, "train" if mode == "train" else "test", mode)
+    it = iter(loader)
+    first = next(it)  # warm-up: pipeline build / worker start
+    clips, t0, n = 0, time.perf_counter(), 0
+    for batch in it:
+        clips += batch["fast"].shape[0]
+        n += 1
+        if n >= batches:
+            break
+    dt = time.perf_counter() - t0
+    return {"loader": loader.backend, "device": loader.device, "clips": clips, "seconds": round(dt, 3),
+            "clips_per_s": round(clips / dt, 1) if dt > 0 else 0.0, "batch_size": first["fast"].shape[0]}
+
+
+def run_bench(args) -> int:
+    loaders = ["dali", "reference"] if args.loader == "both" else [args.loader]
+    results = {}
+    for name in loaders:
+        cfg = _cfg(args.scale, args.sets, **{"data.loader": name, "data.num_threads": args.threads})
+        results[name] = bench_loader(cfg, args.mode, args.batches)
+        if not args.json:
+            r = results[name]
+            print(f"{name:9s} ({r['device']}, {args.threads} threads): {r['clips_per_s']:7.1f} clips/s "
+                  f"({r['clips']} clips in {r['seconds']} s, {args.scale} scale, {args.mode} mode)")
+    if len(results) == 2 and results["reference"]["clips_per_s"]:
+        ratio = results["dali"]["clips_per_s"] / results["reference"]["clips_per_s"]
+        results["ratio_dali_over_reference"] = round(ratio, 2)
+        if not args.json:
+            print(f"DALI / reference: {ratio:.2f}x")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 0
