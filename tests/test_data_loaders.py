@@ -218,3 +218,19 @@ def test_manifest_errors_name_file_and_row(tmp_path):
     q.write_text("a.mp4 0\nno_label_here\n")
     with pytest.raises(ManifestError, match=r"list\.txt, line 2"):
         read_source_manifest(q)
+
+
+# ----------------------------------------------------------------------------- GPU twin
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_dali_gpu_matches_cpu(tiny_cache):
+    from avsf.data.dali_loader import dali_gpu_available
+
+    if not dali_gpu_available():
+        pytest.skip("DALI's GPU operators are not usable here")
+    cpu = batches(cfg_for(tiny_cache, **{"data.loader": "dali", "data.device": "cpu"}))
+    gpu = batches(cfg_for(tiny_cache, **{"data.loader": "dali", "data.device": "gpu"}))
+    for c, g in zip(cpu, gpu):
+        assert g["fast"].is_cuda
+        assert ((c["fast"] - g["fast"].cpu()).abs() * 0.225 * 255).mean() < 3  # NVDEC vs libavcodec colour
+        assert (c["audio"] - g["audio"].cpu()).abs().max() < 1e-2
