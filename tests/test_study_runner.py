@@ -32,7 +32,7 @@ def fake_numbers(cfg) -> dict[str, float]:
     seed = cfg.train.seed
     audio = 0.0 if m.pathways == "slowfast" else 1.0
     base = 50.0 + 20.0 * m.drop_pathway + 5.0 * audio * (m.pathways != "audio") + 0.7 * seed
-    return {
+    pct = {
         "top1": base,
         "top5": min(100.0, base + 20.0),
         "val_top1": base - 1.0,
@@ -40,6 +40,7 @@ def fake_numbers(cfg) -> dict[str, float]:
         "top1_audio": base - 10.0 + 25.0 * audio,
         "top1_sync": base - 5.0 + 10.0 * audio,
     }
+    return {k: v / 100.0 for k, v in pct.items()}  # fractions, as the real trainer writes them
 
 
 class FakeTrainer:
@@ -69,11 +70,11 @@ class FakeTrainer:
             if self.interrupt_after_epochs is not None and self.epochs_trained >= self.interrupt_after_epochs:
                 raise KeyboardInterrupt
             frac = (epoch + 1) / epochs
-            train_error = 100.0 - nums["top1"] * frac
+            train_error = 1.0 - nums["top1"] * frac
             with open(out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"epoch": epoch, "step": epoch, "split": "train", "loss": 2.0 / (epoch + 1),
-                                    "top1": 100.0 - train_error, "train_error": train_error, "lr": 0.1}) + "\n")
-                val = {"epoch": epoch, "step": epoch, "split": "val", "loss": 2.5 / (epoch + 1),
+                f.write(json.dumps({"epoch": epoch + 1, "step": epoch, "split": "train", "loss": 2.0 / (epoch + 1),
+                                    "top1": 1.0 - train_error, "train_error": train_error, "lr": 0.1}) + "\n")
+                val = {"epoch": epoch + 1, "step": epoch, "split": "val", "loss": 2.5 / (epoch + 1),
                        "top1": nums["val_top1"] * frac}
                 for g in GROUPS:
                     val[f"top1_{g}"] = nums[f"top1_{g}"] * frac
@@ -81,11 +82,11 @@ class FakeTrainer:
             _write(ckpt, {"epoch": epoch})
             self.epochs_trained += 1
             if on_epoch:
-                on_epoch(epoch, val)
+                on_epoch(epoch + 1, val)
         acc = []
         for c in range(len(CLASSES)):
             g = next(k for k, v in GROUPS.items() if c in v)
-            acc.append(nums[f"top1_{g}"] + c)
+            acc.append(nums[f"top1_{g}"] + c / 100.0)
         _write(out / "per_class.json", {"classes": CLASSES, "groups": GROUPS, "accuracy": acc})
         pathways = cfg.model.pathways
         result = {
@@ -182,7 +183,7 @@ def test_interrupted_study_finishes_only_the_missing_runs(tmp_path):
     assert {r.state for r in load_study_dir(tmp_path / "s").runs} == {"done"}
     # the resumed run's metrics have one train line per epoch, no duplicates
     lines = [json.loads(x) for x in (tmp_path / "s" / "pd0.5" / "seed0" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["epoch"] for m in lines if m["split"] == "train"] == [0, 1, 2]
+    assert [m["epoch"] for m in lines if m["split"] == "train"] == [1, 2, 3]
 
 
 def test_failing_run_is_recorded_and_the_study_goes_on(tmp_path):

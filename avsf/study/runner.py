@@ -189,7 +189,7 @@ def run_study(
         epochs = p.cfg.train.epochs
 
         def on_epoch(epoch: int, metrics: dict[str, Any], _p: PlannedRun = p, _t0: float = t0) -> None:
-            done_ep = int(epoch) + 1
+            done_ep = int(epoch)  # the trainer passes the number of epochs completed (1-based)
             elapsed = time.monotonic() - _t0
             left = elapsed / max(done_ep, 1) * max(epochs - done_ep, 0)
             parts = []

@@ -1,0 +1,215 @@
+"""Report numbers, assembled from a study folder alone (runs/NAME): nothing is typed in.
+
+Accuracies in result.json are fractions (0..1, the trainer's convention); reports show
+percent, as the paper does. A study whose results are already in percent (any value > 1)
+is shown as is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from avsf.study.spec import StudySpec, Variant
+from avsf.study.store import RunRecord, Stat, StudyRecord, load_study_dir, read_json
+
+# result.json numbers the reports know how to name, in display order
+KNOWN_KEYS = (
+    "top1",
+    "top5",
+    "mAP",
+    "val_top1",
+    "best_val_top1",
+    "top1_visual",
+    "top1_audio",
+    "top1_sync",
+    "gflops",
+    "params_m",
+    "epochs",
+    "train_time_s",
+)
+NAMES = {
+    "top1": "top-1",
+    "top5": "top-5",
+    "mAP": "mAP",
+    "val_top1": "val top-1",
+    "best_val_top1": "best val top-1",
+    "top1_visual": "top-1 visual classes",
+    "top1_audio": "top-1 audio classes",
+    "top1_sync": "top-1 sync classes",
+    "gflops": "GFLOPs",
+    "params_m": "params (M)",
+    "epochs": "epochs",
+    "train_time_s": "train time (s)",
+}
+
+
+def is_accuracy(key: str) -> bool:
+    return key in ("top1", "top5", "mAP", "val_top1", "best_val_top1") or key.startswith(("top1_", "top5_"))
+
+
+def metric_name(key: str) -> str:
+    return NAMES.get(key, key.replace("_", " "))
+
+
+def plain(text: str) -> str:
+    """A LaTeX header ("$\\beta_A$") as plain text ("beta_A") for Markdown and plots."""
+    return re.sub(r"[$\\{}]", "", text)
+
+
+@dataclass
+class Row:
+    variant: Variant
+    stats: dict[str, Stat]
+    runs: list[RunRecord]
+    n_planned: int
+
+    @property
+    def name(self) -> str:
+        return self.variant.name
+
+    @property
+    def label(self) -> str:
+        return self.variant.label or self.variant.name
+
+    def mean(self, key: str) -> float | None:
+        s = self.stats.get(key)
+        return s.mean if s else None
+
+
+@dataclass
+class ReportData:
+    record: StudyRecord
+    rows: list[Row]
+    keys: list[str]  # result keys present, display order
+    percent: dict[str, float] = field(default_factory=dict)  # key -> factor to display units
+    dataset: str = ""
+
+    @property
+    def spec(self) -> StudySpec:
+        return self.record.spec
+
+    @property
+    def metric(self) -> str:
+        return self.spec.metric
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    def row(self, name: str) -> Row:
+        return next(r for r in self.rows if r.name == name)
+
+    def ranked(self) -> list[Row]:
+        """Non-reference rows with results, best first by the study's metric."""
+        rows = [r for r in self.rows if not r.variant.reference and r.mean(self.metric) is not None]
+        return sorted(rows, key=lambda r: r.mean(self.metric), reverse=True)
+
+    def winner(self) -> Row | None:
+        ranked = self.ranked()
+        return ranked[0] if ranked else None
+
+    def paper_winner(self) -> Variant | None:
+        vs = [v for v in self.spec.variants if not v.reference and self.metric in v.paper]
+        return max(vs, key=lambda v: v.paper[self.metric]) if vs else None
+
+    def unit(self, key: str) -> str:
+        return " %" if key in self.percent and self.percent[key] == 100.0 or (is_accuracy(key) and key in self.percent) else ""
+
+    def seeds_text(self) -> str:
+        ns = sorted({r.stats[self.metric].n for r in self.rows if self.metric in self.stats_keys(r)})
+        if not ns:
+            return "no finished runs"
+        if len(ns) == 1:
+            return f"{ns[0]} seed{'s' if ns[0] != 1 else ''}"
+        return f"{ns[0]}-{ns[-1]} seeds"
+
+    @staticmethod
+    def stats_keys(row: Row) -> set[str]:
+        return {k for k, s in row.stats.items() if s.n}
+
+    def scale_text(self) -> str:
+        return f"scale {self.record.scale}"
+
+    def per_class(self, row: Row) -> tuple[list[str], dict[str, Any], list[float | None]] | None:
+        """Mean per-class accuracy over a variant's finished seeds (display units)."""
+        classes: list[str] | None = None
+        groups: dict[str, Any] = {}
+        sums: list[float] = []
+        counts: list[int] = []
+        for run in row.runs:
+            pc = run.per_class()
+            if not pc or not isinstance(pc.get("accuracy"), list):
+                continue
+            acc = pc["accuracy"]
+            if classes is None:
+                classes = [str(c) for c in pc.get("classes") or range(len(acc))]
+                groups = pc.get("groups") or {}
+                sums, counts = [0.0] * len(acc), [0] * len(acc)
+            if len(acc) != len(sums):
+                continue
+            for i, a in enumerate(acc):
+                if isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a):
+                    sums[i] += float(a)
+                    counts[i] += 1
+        if classes is None:
+            return None
+        means = [s / c if c else None for s, c in zip(sums, counts)]
+        vals = [m for m in means if m is not None]
+        factor = 100.0 if vals and max(vals) <= 1.0 else 1.0
+        return classes, groups, [m * factor if m is not None else None for m in means]
+
+
+def gather(study_dir: str | Path) -> ReportData:
+    record = load_study_dir(study_dir)
+    present = record.result_keys()
+    keys = [k for k in KNOWN_KEYS if k in present] + [
+        k for k in present if k not in KNOWN_KEYS and is_accuracy(k)
+    ]
+    percent: dict[str, float] = {}
+    for k in keys:
+        if is_accuracy(k):
+            vals = [v for r in record.runs for v in [r.number(k)] if v is not None]
+            percent[k] = 100.0 if vals and max(vals) <= 1.0 else 1.0
+    rows: list[Row] = []
+    for v in record.spec.variants:
+        runs = record.runs_of(v.name)
+        stats = {}
+        for k in keys:
+            f = percent.get(k, 1.0)
+            stats[k] = Stat.of([x * f for x in record.values(v.name, k)])
+        rows.append(Row(variant=v, stats=stats, runs=runs, n_planned=len(record.runs_of(v.name, state=None))))
+    dataset = ""
+    for r in record.runs:
+        cfg = read_json(r.path / "config.json")
+        if isinstance(cfg, dict):
+            dataset = str(cfg.get("data", {}).get("dataset", ""))
+            break
+    return ReportData(record=record, rows=rows, keys=keys, percent=percent, dataset=dataset)
+
+
+def dataset_text(data: ReportData) -> str:
+    if data.dataset in ("", "synth"):
+        return "the built-in synthetic benchmark"
+    return f"dataset {data.dataset}"
+
+
+def fmt(stat: Stat | None, digits: int = 1, *, pm: str = " ± ") -> str:
+    if stat is None or stat.mean is None:
+        return "–"
+    if stat.n <= 1:
+        return f"{stat.mean:.{digits}f}"
+    return f"{stat.mean:.{digits}f}{pm}{stat.std:.{digits}f}"
+
+
+def fmt_gflops(x: float | None) -> str:
+    if x is None:
+        return "–"
+    if x >= 10:
+        return f"{x:.1f}"
+    if x >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
