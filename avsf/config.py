@@ -32,6 +32,8 @@ class ModelConfig:
     pathways: str = "avslowfast"  # avslowfast | slowfast | audio | late-ensemble
     depth: int = 50  # 50 | 101 (ResNet stage depths 3-4-6-3 / 3-4-23-3)
     stage_blocks: list[int] = field(default_factory=list)  # overrides depth when set (small scales)
+    # Blocks per stage that get the stage's temporal kernel (the rest use 1), as PySlowFast.
+    temporal_kernel_blocks: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
     width: int = 64  # Slow conv1 channels; stage i bottleneck inner = width * 2**i
     num_frames: int = 4  # T, Slow frames per clip
     tau: int = 16  # Slow temporal stride in raw frames
@@ -121,6 +123,7 @@ class TrainConfig:
     eval_every_epochs: int = 1
     max_train_clips: int = 0  # 0: whole split
     init_from: str = ""  # fine-tuning (A.5/A.6): a run folder or checkpoint whose weights start the model
+    num_threads: int = 0  # CPU intra-op threads for the model (0: torch's default)
 
 
 @dataclass

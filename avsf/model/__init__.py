@@ -1,0 +1,6 @@
+"""The AVSlowFast model family (paper Sec. 3, Table 1): `build_model(cfg.model)`."""
+
+from avsf.model.avslowfast import AVSlowFast, LateEnsemble
+from avsf.model.builder import build_model, validate
+
+__all__ = ["AVSlowFast", "LateEnsemble", "build_model", "validate"]
