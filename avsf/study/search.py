@@ -425,8 +425,17 @@ def _default_train() -> Callable[..., dict]:
 
 
 def _default_flops(cfg: Config) -> float:
+    """GFLOPs of the model the trainer will build: the class count resolved as it does."""
+    import copy
+
     from avsf.flops import count
 
+    cfg = copy.deepcopy(cfg)
+    if cfg.model.num_classes <= 0:
+        from avsf.data import dataset_info
+        from avsf.train.loop import resolve_num_classes
+
+        resolve_num_classes(cfg, dataset_info(cfg))
     return float(count(cfg.model, input_size=cfg.data.test_crop_size).gflops)
 
 
@@ -697,6 +706,9 @@ def _run_trial(study: Any, trial: Any, spec: SearchSpec, *, scale: str, run_dir:
             log(f"[search {spec.name}] trial {trial.number} failed: {type(e).__name__}: {e}")
             return "FAIL"
         val_top1 = result.get("val_top1", result.get("top1"))
+        if isinstance(result.get("gflops"), (int, float)):
+            gflops = float(result["gflops"])  # the trainer's count of the model it trained
+            trial.set_user_attr("gflops", gflops)
         values = {"val_top1": val_top1, "top1": result.get("top1", val_top1), "gflops": gflops}
         for k in ("val_top1", "top1", "top5", "params_m", "train_time_s"):
             if isinstance(result.get(k), (int, float)):
