@@ -135,3 +135,13 @@ def test_report_with_one_trial_skips_importances(tmp_path):
     assert not (out / "importances.png").exists()
     assert "importances skipped" in (out / "summary.md").read_text()
     assert json.loads((run / "search.json").read_text())["gflops_budget"] == 10.0
+
+
+def test_cli_reports_a_bad_file_and_exits_2(tmp_path, capsys):
+    from avsf.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\ntrials = 2\n')
+    assert main(["search", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert "space" in capsys.readouterr().err
+    assert main(["search", str(tmp_path / "missing.toml")]) == 2

@@ -610,6 +610,7 @@ def run_search(
     poll = poll_s if poll_s is not None else max(0.5, min(float(interval), 5.0))
     ran: list[int] = []
     failures_in_row = 0
+    waiting_said = False
     flops_cache: dict[str, float] = {}
 
     while True:
@@ -621,6 +622,10 @@ def run_search(
             if c["COMPLETE"] + c["PRUNED"] >= target:
                 break
             if c["COMPLETE"] + c["PRUNED"] + c["RUNNING"] >= target:
+                if not waiting_said:
+                    log(f"[search {spec.name}] {c['RUNNING']} trial(s) running elsewhere cover the target "
+                        f"of {target}; waiting in case a worker dies")
+                    waiting_said = True
                 time.sleep(poll)  # the rest is running elsewhere; stay in case a worker dies
                 continue
         with warnings.catch_warnings():  # we beat the heartbeat ourselves (_Heartbeat)
