@@ -51,7 +51,8 @@ class ToyModel(nn.Module):
 
 class ToyLoader:
     def __init__(self, split, mode, batch_size, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False,
-                 fail_every=0):
+                 fail_every=0, views=1):
+        assert mode in ("train", "test"), mode
         self.split, self.mode, self.bs = split, mode, batch_size
         self.shard_id, self.num_shards, self.epoch = shard_id, num_shards, epoch
         self.shifted = with_shifted_audio
@@ -64,7 +65,7 @@ class ToyLoader:
         self.aud = torch.randn(n, 1, generator=g) + (self.label >= 2).float().unsqueeze(1) * 2
         order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch)) if mode == "train" else torch.arange(n)
         self.order = order[shard_id::num_shards]
-        self.views = 2 if mode == "test" else 1
+        self.views = views if mode == "test" else 1
 
     def __len__(self):
         n = len(self.order) * self.views
@@ -100,7 +101,7 @@ def install(monkeypatch, *, nan_after=None, fail_every=0):
 
     def build_loader(cfg, split, mode, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False):
         return ToyLoader(split, mode, cfg.train.batch_size, shard_id, num_shards, epoch, with_shifted_audio,
-                         fail_every=fail_every)
+                         fail_every=fail_every, views=cfg.eval.temporal_views * cfg.eval.spatial_views)
 
     monkeypatch.setattr(loop, "_build_loader", build_loader)
 

@@ -130,7 +130,7 @@ def test_too_many_broken_clips_fail_with_a_clear_message(monkeypatch, tmp_path):
         train(F.toy_config(), tmp_path / "run", progress=False)
     F.install(monkeypatch, fail_every=8)  # 1 failed per 9 seen: 11% <= 20%
     r = train(F.toy_config(**{"data.max_failure_share": 0.2}), tmp_path / "ok", progress=False)
-    assert r["failed_clips"] == 3 * (6 + 2) + 4  # train + val batches per epoch, test batches
+    assert r["failed_clips"] == 3 * (6 + 2) + 4  # train + val (1 view) batches per epoch, test (2 views) batches
 
 
 def test_resume_with_another_config_is_refused(toys, tmp_path):

@@ -125,6 +125,12 @@ def evaluate_split(model, cfg, split: str, mode: str, dist_info, *, progress=Fal
     from avsf.train import loop
 
     info = loop._dataset_info(cfg)
+    if mode == "val":  # per-epoch validation: one centre view per clip (the loader's test mode, 1x1)
+        import copy
+
+        cfg = copy.deepcopy(cfg)
+        cfg.eval.temporal_views, cfg.eval.spatial_views = 1, 1
+        mode = "test"
     loader = loop._build_loader(cfg, split, mode, shard_id=dist_info.rank, num_shards=dist_info.world)
     pred = predict(model, loader, device=dist_info.device, precision=cfg.train.precision,
                    channels_last=cfg.train.channels_last and dist_info.device.type == "cuda",

@@ -237,10 +237,14 @@ def train(
     if result_path.exists():
         return json.loads(result_path.read_text())
     info = D.setup()
+    threads = torch.get_num_threads()
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
     try:
         with determinism(cfg.train.deterministic, info.device):
             return _train(copy.deepcopy(cfg), out_dir, info, on_epoch, progress)
     finally:
+        torch.set_num_threads(threads)
         D.teardown(info)
 
 
