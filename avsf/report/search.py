@@ -130,7 +130,8 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, *, storage: st
     multi = len(study.directions) > 1
     all_trials = study.get_trials(deepcopy=False)
     complete = [t for t in all_trials if t.state == TrialState.COMPLETE]
-    params = [p for p in (meta.get("space") or {})] or sorted({k for t in complete for k in t.params})
+    space = dict(meta.get("space_order") or meta.get("space") or {})  # the file's order
+    params = list(space) or sorted({k for t in complete for k in t.params})
     written: list[str] = []
     notes: list[str] = []
     acc_i = next((i for i, o in enumerate(meta.get("objectives") or []) if not o.startswith("gflops")), 0)
@@ -168,7 +169,7 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, *, storage: st
                                                     target_name="val top-1")
                 else:
                     ax = vis.plot_param_importances(study, target_name="val top-1")
-                ax.set_title(f"{study.study_name}: parameter importances for val top-1")
+                ax.set_title(f"{study.study_name}: parameter importances for val top-1", loc="left")
                 written += _savefig(ax, out_dir, "importances")
             except Exception as e:  # noqa: BLE001 - few trials can defeat the evaluator
                 import matplotlib.pyplot as plt
@@ -207,7 +208,7 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, *, storage: st
         "",
         f"- scale: {meta.get('scale')}; objectives: {', '.join(meta.get('objectives') or [])}"
         + (f"; GFLOPs budget {meta['gflops_budget']}" if meta.get("gflops_budget") is not None else ""),
-        f"- space: " + ", ".join(f"`{p}` -> `{k}`" for p, k in (meta.get("space") or {}).items()),
+        "- space: " + ", ".join(f"`{p}` -> `{k}`" for p, k in space.items()),
         f"- storage: {public_url(url)}",
         f"- trials: {s['n_complete']} complete, {s['n_pruned']} pruned, {s['n_fail']} failed, "
         f"{s['n_running']} running, {s['n_waiting']} waiting",

@@ -590,6 +590,7 @@ def run_search(
         "objectives": [f"{o.key}:{o.direction}" for o in spec.objectives],
         "gflops_budget": spec.gflops_budget,
         "space": {p.name: p.key for p in spec.space},
+        "space_order": [[p.name, p.key] for p in spec.space],  # json sorts dict keys
         "overrides": list(overrides or []),
     }
     old = None
