@@ -145,3 +145,32 @@ def test_cli_reports_a_bad_file_and_exits_2(tmp_path, capsys):
     assert main(["search", str(bad), "--out", str(tmp_path / "r")]) == 2
     assert "space" in capsys.readouterr().err
     assert main(["search", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_surplus_rule_counts_live_trials_created_earlier(tmp_path):
+    from avsf.study.search import _is_surplus
+
+    spec = parse_search(spec_tree(trials=2), "s.toml")
+    study = open_study(spec, default_storage_url(tmp_path), scale="tiny")
+    a, b, c = study.ask(), study.ask(), study.ask()  # three workers asked at once for a target of 2
+    assert not _is_surplus(study, a.number, 2) and not _is_surplus(study, b.number, 2)
+    assert _is_surplus(study, c.number, 2)
+    study.tell(a, state=optuna.trial.TrialState.FAIL)  # a failed trial leaves room
+    assert not _is_surplus(study, c.number, 2)
+
+
+def test_interrupt_fails_and_requeues_the_running_trial(tmp_path):
+    spec = parse_search(spec_tree(trials=3), "i.toml")
+
+    def interrupted(cfg, out_dir, **kw):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(spec, out=tmp_path, train_fn=interrupted, flops_fn=fake_flops, **QUIET)
+    res = run_search(spec, out=tmp_path, train_fn=fake_train, flops_fn=fake_flops, **QUIET)
+    study = optuna.load_study(study_name="wsearch", storage=res.storage)
+    first = study.trials[0]
+    assert first.state.name == "FAIL" and "KeyboardInterrupt" in first.user_attrs["error"]
+    (retry,) = [t for t in study.trials if t.system_attrs.get("failed_trial") == 0]
+    assert retry.state.name == "COMPLETE" and retry.params == first.params
+    assert res.summary["n_complete"] == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 
@@ -33,10 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
+def _raise_interrupt(signum, frame):  # noqa: ARG001
+    raise KeyboardInterrupt
+
+
 def main(args: argparse.Namespace) -> int:
     from avsf.study.search import format_summary, load_search, run_search
 
     spec = load_search(args.spec)
+    # A scheduler's SIGTERM (preemption) ends the worker like Ctrl-C: its running trial is
+    # failed and re-queued at once instead of waiting out the heartbeat grace period.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     res = run_search(
         spec,
         scale=args.scale,
