@@ -147,6 +147,7 @@ def test_cli_reports_a_bad_file_and_exits_2(tmp_path, capsys):
     assert main(["search", str(tmp_path / "missing.toml")]) == 2
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_surplus_rule_counts_live_trials_created_earlier(tmp_path):
     from avsf.study.search import _is_surplus
 
