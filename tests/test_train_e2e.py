@@ -82,7 +82,6 @@ def test_sigkill_and_resume_gives_the_same_result(tmp_path):
     resumed = subprocess.run(_train_cmd(tmp_path / "b", *sets), env=_env(), capture_output=True, text=True,
                              timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming" in resumed.stderr
     assert _result(tmp_path / "b") == _result(tmp_path / "a")
     assert _metric_lines(tmp_path / "b") == _metric_lines(tmp_path / "a")
 
