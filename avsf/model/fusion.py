@@ -108,12 +108,11 @@ class DropPathway(nn.Module):
 
     def forward(self, name: str, term: torch.Tensor, keep: bool) -> torch.Tensor:
         running = getattr(self, f"running_{name}", None)
-        if self.training and running is not None and self.mode == "running-average":
+        use_running = self.mode == "running-average" and running is not None
+        out = term if keep else (
+            running.clone().view([1, -1] + [1] * (term.dim() - 2)).expand_as(term) if use_running else term * 0.0
+        )
+        if self.training and use_running:  # updated after use: a dropped forward ignores this batch's audio
             mean = term.detach().mean(dim=[d for d in range(term.dim()) if d != 1])
             running.mul_(1 - self.momentum).add_(mean, alpha=self.momentum)
-        if keep:
-            return term
-        if self.mode == "running-average" and running is not None:
-            shape = [1, -1] + [1] * (term.dim() - 2)
-            return running.view(shape).expand_as(term)
-        return term * 0.0
+        return out
