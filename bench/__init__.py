@@ -1,0 +1,1 @@
+"""pytest-benchmark suites: avsf vs pytorchvideo, data loaders (see docs/performance.md)."""

@@ -1,0 +1,150 @@
+"""Shared fixtures of the benches: the machine's GEMM rate, peak memory per entry, smoke mode.
+
+Run:  pytest bench/ --benchmark-json reports/bench/bench.json && python -m bench.render reports/bench
+Smoke (CI, one round, no paper-size groups):  AVSF_BENCH_SMOKE=1 pytest bench/   (or --bench-smoke)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+GEMM_N = 2048
+
+
+def pytest_addoption(parser):
+    parser.addoption("--bench-smoke", action="store_true", default=False,
+                     help="one round per entry, skip the paper-size (R50) groups; also AVSF_BENCH_SMOKE=1")
+
+
+def smoke(config) -> bool:
+    return bool(config.getoption("--bench-smoke")) or os.environ.get("AVSF_BENCH_SMOKE", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def is_smoke(request) -> bool:
+    return smoke(request.config)
+
+
+def _threads() -> int:
+    return int(os.environ.get("AVSF_BENCH_THREADS", "0")) or (os.cpu_count() or 1)
+
+
+def pytest_configure(config):
+    torch.set_num_threads(_threads())
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def measure_gemm(n: int = GEMM_N, repeats: int = 5) -> dict:
+    """fp32 GEMM rate: best of `repeats` n^3 matmuls, 2 n^3 FLOPs each (multiply and add counted)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return {"n": n, "seconds": best, "gflops_per_s": 2 * n**3 / best / 1e9, "threads": torch.get_num_threads()}
+
+
+_GEMM: dict = {}
+
+
+@pytest.fixture(scope="session")
+def gemm(is_smoke) -> dict:
+    """The GEMM rate, measured once per session (in the same process as the model entries)."""
+    if not _GEMM:
+        _GEMM.update(measure_gemm(repeats=2 if is_smoke else 5))
+        _GEMM["loadavg"] = loadavg()
+    return _GEMM
+
+
+class PeakMemory:
+    """Peak memory of one entry. CPU: the process's peak RSS (VmHWM), reset before the entry by
+    writing 5 to /proc/self/clear_refs, so each entry reads its own peak; CUDA: max allocated."""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+
+    @staticmethod
+    def _status(key: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def __enter__(self):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = torch.cuda.memory_allocated()
+            return self
+        self.resettable = True
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            self.resettable = False  # VmHWM is then the process's peak so far (documented)
+        self.start = self._status("VmRSS")
+        return self
+
+    def __exit__(self, *exc):
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated()
+        else:
+            self.peak = self._status("VmHWM")
+        return False
+
+    def info(self) -> dict:
+        out = {"peak_mem_mb": round(self.peak / 2**20, 1), "mem_at_start_mb": round(self.start / 2**20, 1),
+               "peak_mem_delta_mb": round((self.peak - self.start) / 2**20, 1),
+               "mem_kind": "cuda_max_allocated" if self.device == "cuda" else "process_peak_rss"}
+        if self.device != "cuda" and not self.resettable:
+            out["mem_note"] = "VmHWM could not be reset: process peak so far"
+        return out
+
+
+def stat(benchmark, name: str = "median") -> float:
+    return getattr(benchmark.stats.stats, name)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    machine_info["cpu_model"] = cpu_name()
+    machine_info["torch"] = torch.__version__
+    machine_info["torch_threads"] = torch.get_num_threads()
+    machine_info["loadavg_start"] = loadavg()
+    machine_info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    try:
+        import pytorchvideo
+
+        machine_info["pytorchvideo"] = getattr(pytorchvideo, "__version__", "0.1.5")
+    except ImportError:
+        machine_info["pytorchvideo"] = None
+    machine_info["smoke"] = smoke(config)
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["machine_info"]["loadavg_end"] = loadavg()
+    if _GEMM:
+        output_json["machine_info"]["gemm"] = dict(_GEMM)

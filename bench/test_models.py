@@ -1,0 +1,163 @@
+"""avsf vs pytorchvideo 0.1.5: eval forward and one training step, same configuration.
+
+Groups `<scale>-eval` and `<scale>-train` (scale: tiny, small, r50 = the paper's R50 AVSlowFast
+8x8 at 224). Entries `avsf` and `pytorchvideo` (eval also `avsf-nofold`: ours without folding BN,
+to show what that is worth). Before any timing, the two models' fvcore FLOPs are asserted equal
+within bench.pairs.FLOP_TOLERANCE (non-audio part within 0.1%, 0.5% at R50).
+
+Both get the same conditions: same threads, same input tensors, eval under torch.inference_mode,
+training = forward + cross-entropy + backward + SGD step (momentum 0.9, weight decay 1e-4).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from bench import pairs
+from bench.conftest import PeakMemory, loadavg, stat
+from avsf.model import build_model
+from avsf.model.fuse import fuse_for_inference
+
+ROUNDS = {  # (eval rounds, train rounds) after one warm-up round
+    "tiny": (20, 10),
+    "small": (8, 5),
+    "r50": (3, 2),
+}
+NONAUDIO_TOL = {"tiny": 1e-3, "small": 1e-3, "r50": 5e-3}
+
+_BUILT: dict[str, dict] = {}
+
+
+def built(scale: str) -> dict:
+    """Both models for a scale, built once, FLOPs checked (the check fails the entry, not timing)."""
+    if scale in _BUILT:
+        return _BUILT[scale]
+    pytest.importorskip("pytorchvideo", reason="pip install -e .[bench] (pytorchvideo==0.1.5)")
+    torch.manual_seed(0)
+    p = pairs.pair(scale)
+    m = p.model_cfg
+    ours = build_model(m)
+    peer = pairs.build_peer(m, p.crop)
+    g_ours, a_ours = pairs.avsf_gflops(m, p.crop, ours)
+    g_peer, a_peer = pairs.peer_gflops(peer, m, p.crop)
+    entry = {"pair": p, "ours": ours, "peer": peer, "gflops": {"avsf": g_ours, "pytorchvideo": g_peer},
+             "audio_gflops": {"avsf": a_ours, "pytorchvideo": a_peer},
+             "flops_ratio": g_ours / g_peer, "nonaudio_ratio": (g_ours - a_ours) / (g_peer - a_peer)}
+    _BUILT[scale] = entry
+    return entry
+
+
+def check_flops(b: dict, scale: str) -> None:
+    assert abs(b["nonaudio_ratio"] - 1) <= NONAUDIO_TOL[scale], (
+        f"{scale}: visual+fusion+head FLOPs differ: avsf/pytorchvideo = {b['nonaudio_ratio']:.4f}")
+    assert abs(b["flops_ratio"] - 1) <= pairs.FLOP_TOLERANCE, (
+        f"{scale}: total FLOPs differ: avsf {b['gflops']['avsf']:.3f} vs pytorchvideo "
+        f"{b['gflops']['pytorchvideo']:.3f} GFLOPs (tolerance {pairs.FLOP_TOLERANCE:.0%})")
+
+
+def _info(benchmark, b, impl: str, mode: str, gemm: dict, mem: PeakMemory) -> None:
+    p = b["pair"]
+    gmac = b["gflops"]["avsf" if impl.startswith("avsf") else "pytorchvideo"]
+    # fvcore counts a multiply-add as one FLOP; the GEMM rate counts 2 n^3. Compare like with
+    # like: achieved FLOP/s = 2 x fvcore count / time. A training step ~ 3x the forward (fwd + bwd).
+    work = 2 * gmac * 1e9 * p.batch_size * (3 if mode == "train" else 1)
+    median = stat(benchmark, "median")
+    rate = work / median / 1e9
+    benchmark.extra_info.update({
+        "impl": impl, "scale": p.scale, "mode": mode, "batch_size": p.batch_size, "crop": p.crop,
+        "fvcore_gflops_per_clip": round(gmac, 4), "flops_ratio_avsf_over_peer": round(b["flops_ratio"], 4),
+        "work_gflop_per_call": round(work / 1e9, 3), "achieved_gflops_per_s": round(rate, 2),
+        "gemm_gflops_per_s": round(gemm["gflops_per_s"], 1), "pct_of_gemm": round(100 * rate / gemm["gflops_per_s"], 1),
+        "clips_per_s": round(p.batch_size / median, 2), "threads": torch.get_num_threads(),
+        "loadavg_end": loadavg(), **mem.info(),
+    })
+
+
+def _rounds(scale: str, mode: str, is_smoke: bool) -> tuple[int, int]:
+    if is_smoke:
+        return 1, 0
+    return ROUNDS[scale][0 if mode == "eval" else 1], 1
+
+
+def _skip_in_smoke(scale: str, is_smoke: bool) -> None:
+    if is_smoke and scale == "r50":
+        pytest.skip("smoke mode: the paper-size groups are skipped")
+
+
+@pytest.mark.parametrize("scale", pairs.BENCH_SCALES)
+@pytest.mark.parametrize("impl", ["avsf", "avsf-nofold", "pytorchvideo"])
+def test_eval_forward(benchmark, scale, impl, gemm, is_smoke):
+    _skip_in_smoke(scale, is_smoke)
+    b = built(scale)
+    check_flops(b, scale)
+    x = pairs.inputs(b["pair"].model_cfg, b["pair"].crop, b["pair"].batch_size)
+    benchmark.group = f"{scale}-eval"
+    if impl == "avsf":
+        model = fuse_for_inference(b["ours"])
+        run = lambda: model(x)  # noqa: E731
+    elif impl == "avsf-nofold":
+        model = b["ours"].eval()
+        run = lambda: model(x)  # noqa: E731
+    else:
+        model = b["peer"].eval()
+        run = lambda: model(pairs.peer_inputs(x))  # noqa: E731  (a fresh list each call)
+
+    def target():
+        with torch.inference_mode():
+            run()
+
+    rounds, warmup = _rounds(scale, "eval", is_smoke)
+    with PeakMemory() as mem:
+        benchmark.pedantic(target, rounds=rounds, warmup_rounds=warmup, iterations=1)
+    _info(benchmark, b, impl, "eval", gemm, mem)
+
+
+def train_step(model: nn.Module, forward, label: torch.Tensor, opt: torch.optim.Optimizer):
+    def step():
+        logits = forward()
+        loss = nn.functional.cross_entropy(logits, label)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+@pytest.mark.parametrize("scale", pairs.BENCH_SCALES)
+@pytest.mark.parametrize("impl", ["avsf", "pytorchvideo"])
+def test_train_step(benchmark, scale, impl, gemm, is_smoke):
+    _skip_in_smoke(scale, is_smoke)
+    b = built(scale)
+    check_flops(b, scale)
+    x = pairs.inputs(b["pair"].model_cfg, b["pair"].crop, b["pair"].batch_size)
+    benchmark.group = f"{scale}-train"
+    model = (b["ours"] if impl == "avsf" else b["peer"]).train()
+    if impl == "avsf":
+        forward = lambda: model(x)["logits"]  # noqa: E731
+    else:
+        forward = lambda: model(pairs.peer_inputs(x))  # noqa: E731
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    rounds, warmup = _rounds(scale, "train", is_smoke)
+    with PeakMemory() as mem:
+        benchmark.pedantic(train_step(model, forward, x["label"], opt), rounds=rounds, warmup_rounds=warmup, iterations=1)
+    _info(benchmark, b, impl, "train", gemm, mem)
+
+
+@pytest.mark.parametrize("scale", ["tiny", "small"])
+def test_fold_keeps_outputs(scale):
+    """Folding BN changes the arithmetic order only: same logits to float rounding."""
+    b = built(scale)
+    p = b["pair"]
+    x = pairs.inputs(p.model_cfg, p.crop, 2)
+    model = b["ours"].eval()
+    for bn in (m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)):  # non-trivial BN
+        g = torch.Generator().manual_seed(bn.num_features)
+        bn.running_mean.copy_(torch.randn(bn.num_features, generator=g) * 0.1)
+        bn.running_var.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+        bn.weight.data.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
+    with torch.no_grad():
+        ref = model(x)["logits"]
+        got = fuse_for_inference(model)(x)["logits"]
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
