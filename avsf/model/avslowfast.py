@@ -68,7 +68,7 @@ class AVSlowFast(nn.Module):
                 width=cfg.width, blocks=blocks, stem_temporal_kernel=1, temporal_kernels=[1, 1, 3, 3],
                 temporal_kernel_blocks=cfg.temporal_kernel_blocks,
                 extra_in={s: m.out_channels for s, m in self.fs_laterals.items()},
-                nonlocal_stages=cfg.nonlocal_stages,
+                nonlocal_stages=cfg.nonlocal_stages, num_frames=cfg.num_frames,
             )
             head_dim += self.slow.out_channels["res5"] + fast_ch["res5"]
 

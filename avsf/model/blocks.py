@@ -89,15 +89,16 @@ def _audio_shortcut(dim_in: int, dim_out: int, stride: int) -> nn.Module | None:
 
 
 class NonLocal3d(nn.Module):
-    """Embedded-Gaussian non-local block (Wang et al.), with 1x2x2 max-pool on keys/values."""
+    """Embedded-Gaussian non-local block (Wang et al.); keys and values are max-pooled 2x2x2
+    (1x2x2 when the clip has an odd number of frames), as PySlowFast's R101+NL configs."""
 
-    def __init__(self, dim: int, dim_inner: int | None = None):
+    def __init__(self, dim: int, dim_inner: int | None = None, *, temporal_pool: int = 2):
         super().__init__()
         inner = dim_inner or dim // 2
         self.theta = nn.Conv3d(dim, inner, 1)
         self.phi = nn.Conv3d(dim, inner, 1)
         self.g = nn.Conv3d(dim, inner, 1)
-        self.pool = nn.MaxPool3d((1, 2, 2), (1, 2, 2))
+        self.pool = nn.MaxPool3d((temporal_pool, 2, 2), (temporal_pool, 2, 2))
         self.out = conv_bn_relu(nn.Conv3d(inner, dim, 1), dim, relu=False, zero_init=True)
         self.scale = inner**-0.5
 

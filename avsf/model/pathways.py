@@ -42,6 +42,7 @@ class VisualPathway(nn.Module):
         temporal_kernel_blocks: list[int],
         extra_in: dict[str, int],
         nonlocal_stages: list[str],
+        num_frames: int = 2,
     ):
         super().__init__()
         t = stem_temporal_kernel
@@ -67,7 +68,7 @@ class VisualPathway(nn.Module):
                     )
                 )
                 if j in nl_at:
-                    layers.append(NonLocal3d(dim_out))
+                    layers.append(NonLocal3d(dim_out, temporal_pool=2 if num_frames % 2 == 0 else 1))
                 d = dim_out
             stages.append(Stage(*layers))
             dim_in = dim_out
