@@ -1,0 +1,108 @@
+"""Data: clips/s of the DALI pipeline vs the reference loader (PyAV + torchaudio), equal threads,
+on the built-in synthetic benchmark (small scale, train mode, batch 16, 64x64 crops); and the
+default `small` model's training step in clips/s, so the render can say whether the loader
+keeps up (loader clips/s >= training clips/s).
+
+Each round builds a fresh loader (an epoch), pulls one warm-up batch untimed (pipeline build /
+worker start), then times BATCHES batches. Peak memory is the main process's (the reference
+loader's worker processes are not included; DALI's threads are).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from avsf.config import build_config
+from bench.conftest import PeakMemory, loadavg, stat
+
+THREADS = 2
+BATCHES = 8
+ROUNDS = 3
+
+
+def _cfg(loader: str, device: str = "cpu"):
+    return build_config(scale="small", overrides={"data.loader": loader, "data.num_threads": THREADS,
+                                                  "data.device": device})
+
+
+def _loader_entry(benchmark, loader: str, device: str, is_smoke: bool):
+    from avsf.data import build_loader, dataset_info
+
+    cfg = _cfg(loader, device)
+    dataset_info(cfg)  # generates the synthetic benchmark on first use (minutes, once)
+    batches = 2 if is_smoke else BATCHES
+    state = {}
+
+    def setup():
+        state.pop("it", None)
+        loader_ = build_loader(cfg, "train", "train")
+        it = iter(loader_)
+        next(it)  # warm-up
+        state["it"], state["loader"] = it, loader_
+
+    def target():
+        clips = 0
+        for _ in range(batches):
+            clips += next(state["it"])["fast"].shape[0]
+        state["clips"] = clips
+
+    with PeakMemory("cuda" if device == "gpu" else "cpu") as mem:
+        benchmark.pedantic(target, setup=setup, rounds=1 if is_smoke else ROUNDS, iterations=1)
+    state.pop("it", None)
+    median = stat(benchmark, "median")
+    benchmark.extra_info.update({
+        "impl": f"{loader}-{state['loader'].device}", "loader": loader, "device": state["loader"].device,
+        "threads": THREADS, "batch_size": cfg.train.batch_size, "batches_per_round": batches,
+        "clips_per_s": round(state["clips"] / median, 2), "scale": "small", "mode": "train",
+        "loadavg_end": loadavg(), **mem.info(),
+    })
+
+
+@pytest.mark.parametrize("loader", ["dali", "reference"])
+def test_loader_cpu(benchmark, loader, is_smoke):
+    if loader == "dali":
+        pytest.importorskip("nvidia.dali", reason="DALI is not installed")
+    benchmark.group = "data-small-train-cpu"
+    benchmark.name = f"test_loader_cpu[{loader}]"
+    _loader_entry(benchmark, loader, "cpu", is_smoke)
+
+
+def test_small_training_step_default(benchmark, gemm, is_smoke):
+    """The default `small` AVSlowFast (as `avsf train --scale small` builds it) on loader-shaped
+    batches, with an easy AVS negative (another clip's audio) as the trainer adds one."""
+    from avsf.data import dataset_info
+    from avsf.model import build_model
+    from avsf.train.losses import avs_loss, task_loss
+
+    cfg = build_config(scale="small")
+    cfg.model.num_classes = dataset_info(cfg).num_classes
+    m = cfg.model
+    b, c = cfg.train.batch_size, cfg.data.crop_size
+    g = torch.Generator().manual_seed(0)
+    batch = {"slow": torch.randn(b, 3, m.num_frames, c, c, generator=g),
+             "fast": torch.randn(b, 3, m.fast_frames, c, c, generator=g),
+             "audio": torch.randn(b, 1, m.audio_frames, m.mel_bins, generator=g),
+             "label": torch.randint(0, m.num_classes, (b,), generator=g)}
+    batch["audio_negative"] = batch["audio"].roll(1, dims=0)
+    torch.manual_seed(0)
+    model = build_model(m).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+
+    def step():
+        out = model(batch)
+        loss = task_loss(out, batch, cfg)
+        extra = avs_loss(out["sync"], cfg) if "sync" in out else None
+        if extra is not None:
+            loss = loss + extra
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    benchmark.group = "data-small-train-cpu"
+    with PeakMemory() as mem:
+        benchmark.pedantic(step, rounds=1 if is_smoke else 5, warmup_rounds=0 if is_smoke else 1, iterations=1)
+    benchmark.extra_info.update({
+        "impl": "avsf-small-train-step", "batch_size": b, "clips_per_s": round(b / stat(benchmark, "median"), 2),
+        "scale": "small", "mode": "train", "threads": torch.get_num_threads(), "loadavg_end": loadavg(), **mem.info(),
+    })
