@@ -1,0 +1,58 @@
+"""`evaluate(run_dir, views)` and the per-class comparison of two runs (toy model and loader)."""
+
+import json
+
+import pytest
+
+import _train_fakes as F
+from avsf.cli import main
+from avsf.config import ConfigError
+from avsf.eval import compare_runs, evaluate, parse_views
+from avsf.train import train
+
+
+@pytest.fixture
+def runs(monkeypatch, tmp_path):
+    F.install(monkeypatch)
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    train(F.toy_config(), a, progress=False)
+    train(F.toy_config(**{"train.seed": 1, "train.epochs": 1}), b, progress=False)
+    return a, b
+
+
+def test_parse_views():
+    assert parse_views("10x3") == (10, 3)
+    assert parse_views(None) is None
+    with pytest.raises(ConfigError):
+        parse_views("ten")
+
+
+def test_evaluate_matches_the_training_result_and_writes_view_files(runs):
+    a, _ = runs
+    result = json.loads((a / "result.json").read_text())
+    again = evaluate(a, progress=False)  # the run's own views (2x1)
+    assert again["top1"] == pytest.approx(result["top1"]) and again["top1_visual"] == pytest.approx(result["top1_visual"])
+    m = evaluate(a, "3x1", progress=False)
+    assert (m["temporal_views"], m["spatial_views"]) == (3, 1)
+    assert json.loads((a / "eval_3x1.json").read_text()) == m
+    assert len(json.loads((a / "per_class_3x1.json").read_text())["accuracy"]) == F.NUM_CLASSES
+
+
+def test_compare_runs_per_class(runs, capsys):
+    a, b = runs
+    rows = compare_runs(a, b)
+    assert len(rows) == F.NUM_CLASSES
+    assert [r["diff"] for r in rows] == sorted((r["diff"] for r in rows), reverse=True)
+    pa = json.loads((a / "per_class.json").read_text())["accuracy"]
+    assert {r["index"]: r["a"] for r in rows} == dict(enumerate(pa))
+    assert {r["group"] for r in rows} == {"visual", "audio"}
+    assert main(["eval", str(a), "--compare", str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "mean difference by group" in out and "c0" in out
+
+
+def test_eval_cli_prints_metrics(runs, capsys):
+    a, _ = runs
+    assert main(["eval", str(a), "--views", "2x1", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(json.loads((a / "result.json").read_text())["top1"])
