@@ -35,8 +35,12 @@ def _threads() -> int:
     return int(os.environ.get("AVSF_BENCH_THREADS", "0")) or (os.cpu_count() or 1)
 
 
+_START_LOAD: list[float] = []
+
+
 def pytest_configure(config):
     torch.set_num_threads(_threads())
+    _START_LOAD[:] = loadavg()
 
 
 def cpu_name() -> str:
@@ -133,7 +137,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["cpu_model"] = cpu_name()
     machine_info["torch"] = torch.__version__
     machine_info["torch_threads"] = torch.get_num_threads()
-    machine_info["loadavg_start"] = loadavg()
+    machine_info["loadavg_start"] = list(_START_LOAD)
     machine_info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     try:
         import pytorchvideo
