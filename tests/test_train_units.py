@@ -35,6 +35,11 @@ def test_lr_without_warmup():
     assert lr_at(t, 2.0) == pytest.approx(0.1)
 
 
+def test_lr_step_policy_for_fine_tuning():
+    t = _train_cfg(epochs=12, warmup_epochs=0.0, base_lr=0.01, lr_policy="steps", lr_steps=[8, 10]).train
+    assert [lr_at(t, e) for e in (0, 7.9, 8, 10.5)] == pytest.approx([0.01, 0.01, 0.001, 0.0001])
+
+
 def test_task_losses_ce_bce_verb_noun_and_late_ensemble():
     cfg = build_config(scale="tiny")
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
