@@ -162,3 +162,18 @@ def test_frozen_bn_keeps_statistics_and_affine_fixed(toys, tmp_path):
     groups = loop.param_groups(m, cfg)
     assert [g["weight_decay"] for g in groups] == [cfg.train.weight_decay, cfg.train.weight_decay_bn]
     assert len(groups[1]["params"]) == 2
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_autocast_and_channels_last_on_cuda(toys, tmp_path):
+    r = train(F.toy_config(**{"train.precision": "bf16", "train.channels_last": True, "train.deterministic": False}),
+              tmp_path / "run", progress=False)
+    assert 0.0 <= r["top1"] <= 1.0
+
+
+def test_bf16_without_cuda_runs_fp32(toys, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU fallback")
+    r = train(F.toy_config(**{"train.precision": "bf16", "train.epochs": 1}), tmp_path / "run", progress=False)
+    assert 0.0 <= r["top1"] <= 1.0

@@ -129,3 +129,14 @@ def test_rng_state_round_trip():
     C.set_rng_state(s)
     b = (torch.rand(3), np.random.rand(), random.random())
     assert torch.equal(a[0], b[0]) and a[1:] == b[1:]
+
+
+def test_channels_last_3d_touches_only_video_weights():
+    from avsf.train.loop import to_channels_last_3d
+
+    m = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.Conv2d(4, 4, 3))
+    to_channels_last_3d(m)
+    assert m[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert m[1].weight.dim() == 4 and m[1].weight.is_contiguous()
+    x = torch.randn(1, 3, 4, 5, 5).contiguous(memory_format=torch.channels_last_3d)
+    assert m[0](x).shape == (1, 4, 2, 3, 3)

@@ -94,6 +94,16 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return keys
 
 
+def to_channels_last_3d(model: nn.Module) -> nn.Module:
+    """channels_last_3d for the 5-D (video) weights only; `Module.to(memory_format=...)` would
+    fail on the audio pathway's 4-D convolutions."""
+    with torch.no_grad():
+        for p in list(model.parameters()) + list(model.buffers()):
+            if p.dim() == 5:
+                p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
+    return model
+
+
 def bn_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
@@ -290,7 +300,7 @@ def _train(cfg: Config, out_dir: Path, info: D.DistInfo, on_epoch, progress: boo
     seed_everything(cfg.train.seed)
     model = _build_model(cfg).to(device)
     if channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+        to_channels_last_3d(model)
     if cfg.train.init_from:
         load_init_weights(model, cfg.train.init_from)
     if cfg.train.frozen_bn:
