@@ -81,13 +81,13 @@ def test_latex_table_is_booktabs_and_like_the_paper(report):
 def test_summary_names_the_winner_with_uncertainty(report):
     out, _ = report
     md = (out / "summary.md").read_text()
-    assert "**0.8** won" in md
-    assert "runner-up **0.5**" in md
+    assert "**P_d = 0.8** won" in md
+    assert "runner-up **P_d = 0.5**" in md
     assert "standard error" in md
     assert "![top-1 per variant](metric.png)" in md
     for stem in ("acc_vs_gflops", "learning_curves", "per_class_gain"):
         assert f"({stem}.png)" in md
-    assert "first variant -" in md  # no visual-only run: the caption says which baseline
+    assert "first variant P_d = -" in md  # no visual-only run: the caption says which baseline
     assert "our winner agrees" in md
 
 
@@ -108,7 +108,7 @@ def test_partial_study_reports_what_is_done(tmp_path):
     write_report(tmp_path / "s", tmp_path / "r")
     md = (tmp_path / "r" / "summary.md").read_text()
     assert "## Not finished" in md and "pd0.5 seed0: partial" in md
-    assert "Only **-** has finished runs" in md
+    assert "Only **P_d = -** has finished runs" in md
 
 
 def test_visual_only_baseline_is_used_for_the_gain(tmp_path):

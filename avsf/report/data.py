@@ -79,6 +79,13 @@ class Row:
         s = self.stats.get(key)
         return s.mean if s else None
 
+    def named(self, header: str) -> str:
+        """The label as a phrase: "P_d = 0.8" for bare values ("0.8", "1/8", "-"), else the label."""
+        lab = self.label
+        if header and re.fullmatch(r"[-+0-9./ ]+", lab):
+            return f"{plain(header)} = {lab}"
+        return lab
+
 
 @dataclass
 class ReportData:
@@ -99,6 +106,9 @@ class ReportData:
     @property
     def name(self) -> str:
         return self.record.name
+
+    def named(self, row: Row) -> str:
+        return row.named(self.spec.row_header)
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)

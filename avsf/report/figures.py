@@ -167,7 +167,7 @@ def learning_curves_figure(data: ReportData, out_dir: Path) -> Figure | None:
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_title(f"{data.spec.title}: learning curves (Fig. 3 style)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.tight_layout()
     paths = _save(fig, out_dir, "learning_curves")
     return Figure("learning_curves", "Learning curves",
@@ -188,11 +188,11 @@ def gain_pair(data: ReportData) -> tuple[Row, Row, str] | None:
     if not candidates:
         return None
     if base_v.baseline:
-        why = f"the study's baseline {base.label}"
+        why = f"the study's baseline {data.named(base)}"
     elif spec._merged(base_v).get("model.pathways") == "slowfast":
-        why = f"the visual-only {base.label}"
+        why = f"the visual-only {data.named(base)}"
     else:
-        why = f"the first variant {base.label} (this study has no visual-only run)"
+        why = f"the first variant {data.named(base)} (this study has no visual-only run)"
     return candidates[0], base, why
 
 
@@ -237,19 +237,20 @@ def per_class_figure(data: ReportData, out_dir: Path) -> tuple[Figure | None, di
     for lab in ax.get_xticklabels():
         if lab.get_text() in top:
             lab.set_fontweight("bold")
-    ax.set_title(f"{best.label} minus {base.label}, per class (Fig. A.1 style)")
+    ax.set_title(f"{data.named(best)} minus {data.named(base)}, per class (Fig. A.1 style)")
+    ax.legend(title="class group", bbox_to_anchor=(1.01, 1), loc="upper left", fontsize=7)
     fig.tight_layout()
     paths = _save(fig, out_dir, "per_class_gain")
     by_group = df.groupby("group")["gain"].mean().to_dict()
     info = {
-        "best": best.label,
-        "base": base.label,
+        "best": data.named(best),
+        "base": data.named(base),
         "why": why,
         "top": [(r["class"], r["gain"]) for _, r in df.head(5).iterrows()],
         "bottom": [(r["class"], r["gain"]) for _, r in df.tail(3).iloc[::-1].iterrows() if r["class"] not in top],
         "by_group": by_group,
     }
-    cap = (f"Per-class test accuracy of {best.label} (the best audiovisual variant) minus {why}, mean over "
+    cap = (f"Per-class test accuracy of {data.named(best)} (the best audiovisual variant) minus {why}, mean over "
            f"seeds, sorted; bars coloured by class group, the five largest gains in bold.")
     return Figure("per_class_gain", "Per-class gain from audio", cap, paths), info
 

@@ -60,21 +60,21 @@ def verdict(data: ReportData) -> list[str]:
     w = ranked[0]
     ws = w.stats[key]
     if len(ranked) == 1:
-        out.append(f"Only **{w.label}** has finished runs: {name} {fmt(ws)} (n = {ws.n}).")
+        out.append(f"Only **{data.named(w)}** has finished runs: {name} {fmt(ws)} (n = {ws.n}).")
     else:
         r = ranked[1]
         rs = r.stats[key]
         d, se = _gap(ws, rs)
         margin = f"{d:.1f}{unit}" + (f" ± {se:.1f} (standard error)" if se is not None else "")
         out.append(
-            f"**{w.label}** won with {name} {fmt(ws)} (mean ± std over {ws.n} seed{'s' if ws.n != 1 else ''}), "
-            f"{margin} above the runner-up **{r.label}** ({fmt(rs)}); {_confidence(d, se, min(ws.n, rs.n))}."
+            f"**{data.named(w)}** won with {name} {fmt(ws)} (mean ± std over {ws.n} seed{'s' if ws.n != 1 else ''}), "
+            f"{margin} above the runner-up **{data.named(r)}** ({fmt(rs)}); {_confidence(d, se, min(ws.n, rs.n))}."
         )
         last = ranked[-1]
         if last is not r:
             d2, se2 = _gap(ws, last.stats[key])
             out.append(
-                f"The spread from best to worst ({last.label}, {fmt(last.stats[key])}) is {d2:.1f}{unit}"
+                f"The spread from best to worst ({data.named(last)}, {fmt(last.stats[key])}) is {d2:.1f}{unit}"
                 + (f" ± {se2:.1f}" if se2 is not None else "")
                 + "."
             )
@@ -82,7 +82,7 @@ def verdict(data: ReportData) -> list[str]:
     if base is not w and base.stats[key].n and not base.variant.reference:
         d, se = _gap(ws, base.stats[key])
         out.append(
-            f"Against the baseline {base.label} ({fmt(base.stats[key])}) the winner gains {d:+.1f}{unit}"
+            f"Against the baseline {data.named(base)} ({fmt(base.stats[key])}) the winner gains {d:+.1f}{unit}"
             + (f" ± {se:.1f}" if se is not None else "")
             + "."
         )
@@ -93,8 +93,8 @@ def verdict(data: ReportData) -> list[str]:
         both = [r for r in ranked if key in r.variant.paper]
         tau = _kendall_tau([r.mean(key) for r in both], [r.variant.paper[key] for r in both])
         s = (
-            f"In the paper ({paper_ref(data.spec.paper_table)}, Kinetics-400) **{pw.label}** is best with {pv:.1f}"
-            + ("; our winner agrees." if same else f"; ours ranks {w.label} first instead.")
+            f"In the paper ({paper_ref(data.spec.paper_table)}, Kinetics-400) **{data.named(data.row(pw.name))}** is best with {pv:.1f}"
+            + ("; our winner agrees." if same else f"; ours ranks {data.named(w)} first instead.")
         )
         if tau is not None and len(both) > 2:
             s += f" Rank agreement with the paper over {len(both)} rows: Kendall's tau = {tau:+.2f}."
@@ -102,7 +102,7 @@ def verdict(data: ReportData) -> list[str]:
     if "gflops" in data.keys and w.mean("gflops") is not None:
         g = [r.mean("gflops") for r in data.rows if r.mean("gflops") is not None]
         if max(g) - min(g) > 1e-3 * max(g):
-            out.append(f"{w.label} costs {w.mean('gflops'):.3g} GFLOPs per clip (range {min(g):.3g}–{max(g):.3g}).")
+            out.append(f"{data.named(w)} costs {w.mean('gflops'):.3g} GFLOPs per clip (range {min(g):.3g}–{max(g):.3g}).")
     return out
 
 
