@@ -19,7 +19,7 @@ def topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
 def accuracy(scores: torch.Tensor, labels: torch.Tensor, k: int = 1) -> float:
     if scores.shape[0] == 0:
         return float("nan")
-    return topk_correct(scores, labels, k).float().mean().item()
+    return topk_correct(scores, labels, k).double().mean().item()
 
 
 def multilabel_topk(scores: torch.Tensor, targets: torch.Tensor, k: int = 1) -> float:
@@ -28,7 +28,7 @@ def multilabel_topk(scores: torch.Tensor, targets: torch.Tensor, k: int = 1) -> 
         return float("nan")
     k = min(k, scores.shape[1])
     top = scores.topk(k, dim=1).indices
-    return (targets.gather(1, top) > 0.5).any(dim=1).float().mean().item()
+    return (targets.gather(1, top) > 0.5).any(dim=1).double().mean().item()
 
 
 def average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float:
@@ -55,7 +55,7 @@ def mean_average_precision(scores: torch.Tensor, targets: torch.Tensor) -> float
 
 def per_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list[float]:
     """Top-1 accuracy of each class over its own samples (NaN for a class without samples)."""
-    correct = topk_correct(scores, labels, 1).float()
+    correct = topk_correct(scores, labels, 1).double()
     out = []
     for c in range(num_classes):
         sel = labels == c
@@ -65,7 +65,7 @@ def per_class_accuracy(scores: torch.Tensor, labels: torch.Tensor, num_classes: 
 
 def group_top1(scores: torch.Tensor, labels: torch.Tensor, groups: Mapping[str, Sequence[int]]) -> dict[str, float]:
     """`top1_<group>`: top-1 over the samples whose label is one of the group's classes."""
-    correct = topk_correct(scores, labels, 1).float()
+    correct = topk_correct(scores, labels, 1).double()
     out = {}
     for name, classes in groups.items():
         sel = torch.isin(labels, torch.as_tensor(list(classes), dtype=labels.dtype))
@@ -145,10 +145,10 @@ def verb_noun_metrics(
     v1, n1 = topk_correct(verb_scores, verb, 1), topk_correct(noun_scores, noun, 1)
     v5, n5 = topk_correct(verb_scores, verb, 5), topk_correct(noun_scores, noun, 5)
     return {
-        "top1": (v1 & n1).float().mean().item(),
-        "top5": (v5 & n5).float().mean().item(),
-        "top1_verb": v1.float().mean().item(),
-        "top5_verb": v5.float().mean().item(),
-        "top1_noun": n1.float().mean().item(),
-        "top5_noun": n5.float().mean().item(),
+        "top1": (v1 & n1).double().mean().item(),
+        "top5": (v5 & n5).double().mean().item(),
+        "top1_verb": v1.double().mean().item(),
+        "top5_verb": v5.double().mean().item(),
+        "top1_noun": n1.double().mean().item(),
+        "top5_noun": n5.double().mean().item(),
     }
