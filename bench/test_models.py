@@ -1,8 +1,9 @@
 """avsf vs pytorchvideo 0.1.5: eval forward and one training step, same configuration.
 
 Groups `<scale>-eval` and `<scale>-train` (scale: tiny, small, r50 = the paper's R50 AVSlowFast
-8x8 at 224). Entries `avsf` and `pytorchvideo` (eval also `avsf-nofold`: ours without folding BN,
-to show what that is worth). Before any timing, the two models' fvcore FLOPs are asserted equal
+8x8 at 224). Entries `avsf` (ours with avsf.model.fuse: conv weights channels-last, and in eval
+BN folded into the convs), `avsf-plain` (the bare model, to show what those are worth) and
+`pytorchvideo` (as published, fp32 eager). Before any timing, the two models' fvcore FLOPs are asserted equal
 within bench.pairs.FLOP_TOLERANCE (non-audio part within 0.1%, 0.5% at R50).
 
 Both get the same conditions: same threads, same input tensors, eval under torch.inference_mode,
@@ -11,6 +12,8 @@ training = forward + cross-entropy + backward + SGD step (momentum 0.9, weight d
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -18,7 +21,7 @@ from torch import nn
 from bench import pairs
 from bench.conftest import PeakMemory, loadavg, stat
 from avsf.model import build_model
-from avsf.model.fuse import fuse_for_inference
+from avsf.model.fuse import fuse_for_inference, to_channels_last
 
 ROUNDS = {  # (eval rounds, train rounds) after one warm-up round
     "tiny": (20, 10),
@@ -87,7 +90,7 @@ def _skip_in_smoke(scale: str, is_smoke: bool) -> None:
 
 
 @pytest.mark.parametrize("scale", pairs.BENCH_SCALES)
-@pytest.mark.parametrize("impl", ["avsf", "avsf-nofold", "pytorchvideo"])
+@pytest.mark.parametrize("impl", ["avsf", "avsf-plain", "pytorchvideo"])
 def test_eval_forward(benchmark, scale, impl, gemm, is_smoke):
     _skip_in_smoke(scale, is_smoke)
     b = built(scale)
@@ -95,9 +98,9 @@ def test_eval_forward(benchmark, scale, impl, gemm, is_smoke):
     x = pairs.inputs(b["pair"].model_cfg, b["pair"].crop, b["pair"].batch_size)
     benchmark.group = f"{scale}-eval"
     if impl == "avsf":
-        model = fuse_for_inference(b["ours"])
+        model = to_channels_last(fuse_for_inference(b["ours"]))
         run = lambda: model(x)  # noqa: E731
-    elif impl == "avsf-nofold":
+    elif impl == "avsf-plain":
         model = b["ours"].eval()
         run = lambda: model(x)  # noqa: E731
     else:
@@ -126,15 +129,21 @@ def train_step(model: nn.Module, forward, label: torch.Tensor, opt: torch.optim.
 
 
 @pytest.mark.parametrize("scale", pairs.BENCH_SCALES)
-@pytest.mark.parametrize("impl", ["avsf", "pytorchvideo"])
+@pytest.mark.parametrize("impl", ["avsf", "avsf-plain", "pytorchvideo"])
 def test_train_step(benchmark, scale, impl, gemm, is_smoke):
     _skip_in_smoke(scale, is_smoke)
     b = built(scale)
     check_flops(b, scale)
     x = pairs.inputs(b["pair"].model_cfg, b["pair"].crop, b["pair"].batch_size)
     benchmark.group = f"{scale}-train"
-    model = (b["ours"] if impl == "avsf" else b["peer"]).train()
     if impl == "avsf":
+        model = to_channels_last(copy.deepcopy(b["ours"]))
+    elif impl == "avsf-plain":
+        model = copy.deepcopy(b["ours"])
+    else:
+        model = copy.deepcopy(b["peer"])
+    model.train()
+    if impl.startswith("avsf"):
         forward = lambda: model(x)["logits"]  # noqa: E731
     else:
         forward = lambda: model(pairs.peer_inputs(x))  # noqa: E731
@@ -147,7 +156,7 @@ def test_train_step(benchmark, scale, impl, gemm, is_smoke):
 
 @pytest.mark.parametrize("scale", ["tiny", "small"])
 def test_fold_keeps_outputs(scale):
-    """Folding BN changes the arithmetic order only: same logits to float rounding."""
+    """Folding BN and channels-last change the arithmetic order only: same logits to rounding."""
     b = built(scale)
     p = b["pair"]
     x = pairs.inputs(p.model_cfg, p.crop, 2)
@@ -159,5 +168,5 @@ def test_fold_keeps_outputs(scale):
         bn.weight.data.copy_(torch.rand(bn.num_features, generator=g) + 0.5)
     with torch.no_grad():
         ref = model(x)["logits"]
-        got = fuse_for_inference(model)(x)["logits"]
+        got = to_channels_last(fuse_for_inference(model))(x)["logits"]
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())

@@ -1,4 +1,10 @@
-"""Inference-only speed-ups that compute the same function: BatchNorm folded into the conv before it.
+"""Speed-ups that compute the same function (outputs equal up to float rounding, same FLOPs).
+
+- `to_channels_last(model)`: every conv weight in channels-last memory format (3D convs
+  `channels_last_3d`, 2D `channels_last`), so oneDNN runs convs and their backward without
+  reordering to and from NCDHW; on a 2-core CPU this is worth ~1.2-1.4x on a training step
+  (docs/performance.md). Works for training and inference; the optimizer keeps the format.
+- `fuse_for_inference(model)`: BatchNorm folded into the conv before it (below).
 
 `fuse_for_inference(model)` returns a copy in eval mode whose every `conv -> BN [-> ReLU]`
 (`blocks.conv_bn_relu`) has the BN's affine map folded into the conv's weight and bias, and
@@ -59,4 +65,15 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
     return fused
 
 
-__all__ = ["fuse_for_inference"]
+@torch.no_grad()
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Convert every conv weight (in place) to channels-last; returns `model`."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv3d):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
+        elif isinstance(m, nn.Conv2d):
+            m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
+__all__ = ["fuse_for_inference", "to_channels_last"]
