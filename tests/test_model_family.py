@@ -176,9 +176,12 @@ def test_unknown_key_and_bad_value_are_named():
 
 
 def test_flop_count_is_consistent_with_pathways():
-    full = count(tiny())
-    visual = count(tiny(**{"model.pathways": "slowfast"}))
-    audio = count(tiny(**{"model.pathways": "audio"}))
-    assert full.gflops > visual.gflops > 0 and audio.gflops > 0
+    full = count(tiny(), input_size=32)
+    # the same visual network (AVSlowFast keeps Fast->Slow laterals at res3, res4 only)
+    visual = count(tiny(**{"model.pathways": "slowfast", "model.fs_fusion_stages": ["res3", "res4"]}), input_size=32)
+    audio = count(tiny(**{"model.pathways": "audio"}), input_size=32)
+    assert full.gflops > visual.gflops > 0 and full.gflops > audio.gflops > 0
+    assert full.by_pathway["audio"] == audio.by_pathway["audio"]
+    assert full.by_pathway["slow"] + full.by_pathway["fast"] == visual.by_pathway["slow"] + visual.by_pathway["fast"]
     assert 0 < full.audio_share < 1
     assert abs(sum(full.by_pathway.values()) - full.gflops) / full.gflops < 0.01
