@@ -123,7 +123,7 @@ class TrainConfig:
     eval_every_epochs: int = 1
     max_train_clips: int = 0  # 0: whole split
     init_from: str = ""  # fine-tuning (A.5/A.6): a run folder or checkpoint whose weights start the model
-    num_threads: int = 0  # CPU intra-op threads for the model (0: torch's default)
+    num_threads: int = 0  # CPU intra-op threads per process (0: auto = cores / (processes x (1 + loader workers)))
     lr_policy: str = "cosine"  # cosine (A.4) | steps (A.5/A.6 fine-tuning: x lr_decay at each of lr_steps)
     lr_steps: list[float] = field(default_factory=list)  # epochs (fractional ok) of the step decays
     lr_decay: float = 0.1
