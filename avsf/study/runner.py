@@ -109,6 +109,15 @@ def config_mismatch(existing: dict[str, Any], planned: dict[str, Any]) -> list[s
     return diffs
 
 
+def _show(metric: str, v: float | None) -> str:
+    """An accuracy fraction as percent ("82.0%"); other numbers as they are."""
+    if v is None or not isinstance(v, (int, float)):
+        return "-"
+    if metric.startswith(("top1", "top5", "mAP", "val_top1")) and 0.0 <= v <= 1.0:
+        return f"{100 * v:.1f}%"
+    return f"{v:.4g}"
+
+
 def _fmt_duration(s: float) -> str:
     s = int(round(s))
     if s < 60:
@@ -235,7 +244,7 @@ def run_study(
         outcome.done.append((p.variant, p.seed))
         metric = spec.metric
         val = result.get(metric) if isinstance(result, dict) else None
-        shown = f"{metric} {val:.4g}" if isinstance(val, (int, float)) else "done"
+        shown = f"{metric} {_show(metric, val)}" if isinstance(val, (int, float)) else "done"
         log(f"[{i}/{len(todo)}] {p.variant} seed{p.seed}: {shown} in {_fmt_duration(dt)}")
 
     log(
@@ -278,7 +287,7 @@ def format_status(study_dir: str | Path) -> str:
     for r in rec.runs:
         v = r.number(metric)
         extra = r.error[:60] if r.state == "failed" else ""
-        lines.append((r.variant, f"seed{r.seed}", r.state + (f" ({extra})" if extra else ""), f"{v:.2f}" if v is not None else "-"))
+        lines.append((r.variant, f"seed{r.seed}", r.state + (f" ({extra})" if extra else ""), _show(metric, v)))
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     out = [f"{rec.path} (study {rec.spec.name}, scale {rec.scale})"]
     for j, row in enumerate(lines):
