@@ -101,7 +101,9 @@ def figure(rows: list[dict], out: Path) -> Path | None:
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    pts = [{"group": r["group"], "entry": r["impl"], "clips/s": r["clips_per_s"]} for r in rows if r.get("clips_per_s")]
+    pts = [{"group": r["group"], "entry": r["impl"],
+            "clips/s": r["batch_size"] / r["median_s"] if r.get("batch_size") and r["group"] != "data-small-train-cpu"
+            else r["clips_per_s"]} for r in rows if r.get("clips_per_s")]
     if not pts:
         return None
     groups = sorted({p["group"] for p in pts}, key=lambda g: ({"tiny": 0, "small": 1, "r50": 2, "data": 3}.get(g.split("-")[0], 9), g))

@@ -73,7 +73,7 @@ def _info(benchmark, b, impl: str, mode: str, gemm: dict, mem: PeakMemory) -> No
         "fvcore_gflops_per_clip": round(gmac, 4), "flops_ratio_avsf_over_peer": round(b["flops_ratio"], 4),
         "work_gflop_per_call": round(work / 1e9, 3), "achieved_gflops_per_s": round(rate, 2),
         "gemm_gflops_per_s": round(gemm["gflops_per_s"], 1), "pct_of_gemm": round(100 * rate / gemm["gflops_per_s"], 1),
-        "clips_per_s": round(p.batch_size / median, 2), "threads": torch.get_num_threads(),
+        "clips_per_s": round(p.batch_size / median, 4), "threads": torch.get_num_threads(),
         "loadavg_end": loadavg(), **mem.info(),
     })
 
