@@ -122,7 +122,10 @@ def gflops_figure(data: ReportData, out_dir: Path) -> Figure | None:
         ax.set_xlim(min(xs) * 0.9, max(xs) * 1.1 if max(xs) > 0 else 1)
     fig.tight_layout()
     paths = _save(fig, out_dir, "acc_vs_gflops")
-    span = ", ".join(f"{r.label} {fmt_gflops(r.mean('gflops'))}" for r in pts)
+    if len({fmt_gflops(r.mean("gflops")) for r in pts}) == 1:
+        span = f"{fmt_gflops(pts[0].mean('gflops'))} for every variant"
+    else:
+        span = ", ".join(f"{data.named(r)}: {fmt_gflops(r.mean('gflops'))}" for r in pts)
     return Figure("acc_vs_gflops", "Accuracy versus GFLOPs",
                   f"{metric_name(key)} (mean ± std over seeds) against the GFLOPs counted by the code ({span}).", paths)
 

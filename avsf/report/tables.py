@@ -83,8 +83,14 @@ def _ordered(data: ReportData) -> tuple[list[Row], list[Row]]:
 
 
 def _best(data: ReportData, key: str) -> str | None:
+    """The one best row of ours (bold); None when fewer than two rows or the best is tied."""
     rows = [r for r in data.rows if not r.variant.reference and r.mean(key) is not None]
-    return max(rows, key=lambda r: r.mean(key)).name if len(rows) > 1 else None
+    if len(rows) < 2:
+        return None
+    rows.sort(key=lambda r: r.mean(key), reverse=True)
+    if round(rows[0].mean(key), 1) == round(rows[1].mean(key), 1):
+        return None
+    return rows[0].name
 
 
 def latex_table(data: ReportData) -> str:
