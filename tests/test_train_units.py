@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from avsf.config import build_config
+from avsf.io import atomic_write_json
 from avsf.train import checkpoint as C
 from avsf.train.losses import avs_enabled, avs_loss, hard_negative_mask, task_loss, with_audio_negative
 from avsf.train.schedule import lr_at
@@ -106,11 +107,11 @@ def test_avs_enabled_only_for_joint_av_models():
 
 def test_atomic_json_and_jsonl(tmp_path):
     p = tmp_path / "r.json"
-    C.atomic_write_json(p, {"a": 1})
+    atomic_write_json(p, {"a": 1})
     assert json.loads(p.read_text()) == {"a": 1}
     assert [f.name for f in tmp_path.iterdir()] == ["r.json"]  # no temporary left
     with pytest.raises(ValueError):
-        C.atomic_write_json(p, {"a": float("nan")})
+        atomic_write_json(p, {"a": float("nan")})
     assert json.loads(p.read_text()) == {"a": 1}  # the old file survives a failed write
     j = tmp_path / "m.jsonl"
     C.append_jsonl(j, {"x": 1})

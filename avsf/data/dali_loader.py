@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from avsf.data import audio as A
-from avsf.data.sampling import ClipGeometry, ClipSpec
+from avsf.data.sampling import ClipGeometry
 
 log = logging.getLogger("avsf.data")
 

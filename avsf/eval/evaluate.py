@@ -38,7 +38,8 @@ def evaluate(run_dir: str | Path, views: str | tuple[int, int] | None = None, *,
     returns the metrics (numbers only).
     """
     from avsf.train import distributed as D
-    from avsf.train.checkpoint import atomic_write_json, load_checkpoint
+    from avsf.io import atomic_write_json
+    from avsf.train.checkpoint import load_checkpoint
     from avsf.train.loop import _build_model, _numbers_only, load_run_config
     from avsf.eval.inference import evaluate_split, nan_to_none
 

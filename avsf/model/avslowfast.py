@@ -147,7 +147,6 @@ class AVSlowFast(nn.Module):
         first_fused = len(JUNCTIONS)  # AVS only before the earliest junction audio fused into
         for i, junction in enumerate(JUNCTIONS):
             if i > 0:
-                stage = RES_STAGES[i - 1]
                 if self.has_visual:
                     slow = self.slow.stages[i - 1](slow)
                     fast = self.fast.stages[i - 1](fast)

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from avsf.io import atomic_savefig
 from avsf.report.data import ReportData, Row, fmt_gflops, metric_name, plain  # noqa: E402
 
 
@@ -38,9 +39,7 @@ def _save(fig, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         p = out_dir / f"{stem}.{ext}"
-        tmp = out_dir / f".{stem}.tmp.{ext}"
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=ext)
-        os.replace(tmp, p)
+        atomic_savefig(fig, p, dpi=150, bbox_inches="tight")
         paths.append(p)
     plt.close(fig)
     return paths

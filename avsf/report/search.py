@@ -23,14 +23,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from avsf.io import atomic_savefig, atomic_write_text
+
 PARAM_LATEX = {"drop_pathway": r"$P_d$", "beta_a": r"$\beta_A$"}
 TOP_RUNNERS_UP = 5  # single objective: the best trial and this many behind it
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _savefig(ax_or_axes: Any, out_dir: Path, stem: str) -> list[str]:
@@ -45,9 +41,7 @@ def _savefig(ax_or_axes: Any, out_dir: Path, stem: str) -> list[str]:
     fig.tight_layout()
     names = []
     for ext in ("png", "pdf"):
-        tmp = out_dir / f".{stem}.{os.getpid()}.{ext}"
-        fig.savefig(tmp, dpi=150, format=ext)
-        os.replace(tmp, out_dir / f"{stem}.{ext}")
+        atomic_savefig(fig, out_dir / f"{stem}.{ext}", dpi=150)
         names.append(f"{stem}.{ext}")
     plt.close(fig)
     return names
@@ -194,7 +188,7 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, *, storage: st
                  _gflops(t), t.user_attrs.get("run_dir"), t.user_attrs.get("pruned_reason") or t.user_attrs.get("error")]
                 for t in all_trials]
     _write_csv(out_dir / "trials.csv", ["trial", "state", *params, "val_top1", "gflops", "run_dir", "note"], all_rows)
-    _atomic_text(out_dir / "best_trials.tex", _latex_table(study.study_name, best, params, meta, multi))
+    atomic_write_text(out_dir / "best_trials.tex", _latex_table(study.study_name, best, params, meta, multi))
     written += ["best_trials.csv", "trials.csv", "best_trials.tex"]
 
     # ---- summary ---------------------------------------------------------------------------------
@@ -224,7 +218,7 @@ def write_search_report(run_dir: str | Path, out_dir: str | Path, *, storage: st
     lines += ["", "Files: " + ", ".join(f"`{w}`" for w in written)]
     if notes:
         lines += ["", "Notes:", *[f"- {n}" for n in notes]]
-    _atomic_text(out_dir / "summary.md", "\n".join(lines) + "\n")
+    atomic_write_text(out_dir / "summary.md", "\n".join(lines) + "\n")
     written.append("summary.md")
     return [out_dir / w for w in written]
 
@@ -235,7 +229,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
     w.writerow(header)
     for r in rows:
         w.writerow(["" if v is None else v for v in r])
-    _atomic_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def _latex_table(name: str, trials: list[Any], params: list[str], meta: dict[str, Any], multi: bool) -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 from avsf.report.data import ReportData, dataset_text, fmt, metric_name
 from avsf.report.figures import Figure
 from avsf.report.tables import group_table, markdown_table, paper_ref
-from avsf.study.store import Stat, write_text_atomic
+from avsf.io import atomic_write_text
+from avsf.study.store import Stat
 
 
 def _gap(a: Stat, b: Stat) -> tuple[float, float | None]:
@@ -169,11 +170,11 @@ def write_summary(data: ReportData, out_dir: Path, figures: list[Figure], gain: 
         lines += ["## Not finished", ""]
         for r in missing:
             lines.append(f"- {r.variant} seed{r.seed}: {r.state}" + (f" ({r.error})" if r.error else ""))
-        lines += ["", f"Finish them with `avsf study run` on the same study (finished runs are skipped).", ""]
+        lines += ["", "Finish them with `avsf study run` on the same study (finished runs are skipped).", ""]
     lines += ["## Files", ""]
     for p in files:
         lines.append(f"- [`{p.name}`]({p.name})")
     lines.append("")
     path = out_dir / "summary.md"
-    write_text_atomic(path, "\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path

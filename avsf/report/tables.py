@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 
 from avsf.report.data import ReportData, Row, dataset_text, fmt, fmt_gflops, is_accuracy, metric_name, plain
-from avsf.study.store import write_text_atomic
+from avsf.io import atomic_write_text
 
 _TEX_CHARS = {
     "\\": r"\textbackslash{}",
@@ -262,11 +262,11 @@ def group_table(data: ReportData) -> str | None:
 def write_tables(data: ReportData, out_dir: Path) -> list[Path]:
     name = data.spec.name
     tex = out_dir / f"{name}.tex"
-    write_text_atomic(tex, latex_table(data))
+    atomic_write_text(tex, latex_table(data))
     sa = out_dir / f"{name}_standalone.tex"
-    write_text_atomic(sa, standalone(f"{name}.tex"))
+    atomic_write_text(sa, standalone(f"{name}.tex"))
     c = out_dir / f"{name}.csv"
-    write_text_atomic(c, csv_text(data))
+    atomic_write_text(c, csv_text(data))
     rc = out_dir / "runs.csv"
-    write_text_atomic(rc, runs_csv_text(data))
+    atomic_write_text(rc, runs_csv_text(data))
     return [tex, sa, c, rc]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from avsf.config import ConfigError, flatten
+from avsf.io import atomic_write_json
 from avsf.study.spec import StudySpec
 from avsf.study.store import (
     FAILED_FILE,
@@ -27,7 +28,6 @@ from avsf.study.store import (
     read_json,
     run_dir,
     run_state,
-    write_json_atomic,
 )
 
 TrainFn = Callable[..., dict]
@@ -165,7 +165,7 @@ def run_study(
     prior = read_json(out_dir / STUDY_FILE)
     if isinstance(prior, dict) and prior.get("scale") == scale:
         seed_list = sorted(set(seed_list) | {int(s) for s in prior.get("seeds", [])})
-    write_json_atomic(
+    atomic_write_json(
         out_dir / STUDY_FILE,
         {
             "spec": spec.to_dict(),
@@ -218,7 +218,7 @@ def run_study(
             raise
         except Exception as e:  # a failing run is recorded and the study goes on
             msg = f"{type(e).__name__}: {e}"
-            write_json_atomic(
+            atomic_write_json(
                 p.path / FAILED_FILE,
                 {
                     "error": msg,
@@ -235,10 +235,10 @@ def run_study(
         if run_state(p.path) != "done":
             # The trainer returned without writing result.json: keep the returned numbers.
             if isinstance(result, dict) and result:
-                write_json_atomic(p.path / "result.json", result)
+                atomic_write_json(p.path / "result.json", result)
             else:
                 msg = "the trainer returned without a result"
-                write_json_atomic(p.path / FAILED_FILE, {"error": msg})
+                atomic_write_json(p.path / FAILED_FILE, {"error": msg})
                 outcome.failed.append((p.variant, p.seed, msg))
                 continue
         outcome.done.append((p.variant, p.seed))

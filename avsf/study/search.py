@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import sys
 import threading
@@ -64,6 +63,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from avsf.config import SCALES, Config, ConfigError, build_config, flatten
+from avsf.io import atomic_write_json
 
 DEFAULT_SCALE = "small"
 OBJECTIVE_KEYS = ("val_top1", "top1", "gflops")
@@ -411,13 +411,6 @@ def open_study(spec: SearchSpec, url: str, *, scale: str, seed: int | None = Non
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def _default_train() -> Callable[..., dict]:
     from avsf.train import train
 
@@ -600,7 +593,7 @@ def run_search(
     if old and old.get("scale") not in (None, scale):
         raise SearchError(f"{run_dir} holds a search at scale '{old['scale']}', not '{scale}': "
                           f"pass --scale {old['scale']} or another --out")
-    _write_json_atomic(search_json, meta)
+    atomic_write_json(search_json, meta)
 
     seed = spec.sampler.get("seed")
     study = open_study(spec, url, scale=scale, seed=seed)

@@ -25,6 +25,7 @@ import torch.nn as nn
 from avsf.config import Config, ConfigError, config_from_dict
 from avsf.eval import inference as I
 from avsf.eval import metrics as M
+from avsf.io import atomic_torch_save, atomic_write_json, atomic_write_text
 from avsf.train import checkpoint as C
 from avsf.train import distributed as D
 from avsf.train.losses import avs_enabled, avs_loss, task_loss, with_audio_negative
@@ -284,7 +285,7 @@ def _prepare_run_folder(cfg: Config, out_dir: Path, info: D.DistInfo) -> None:
             )
     elif info.main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        C.atomic_write_json(cfg_path, want)
+        atomic_write_json(cfg_path, want)
 
 
 def _train(cfg: Config, out_dir: Path, info: D.DistInfo, on_epoch, progress: bool) -> dict:
@@ -335,7 +336,7 @@ def _train(cfg: Config, out_dir: Path, info: D.DistInfo, on_epoch, progress: boo
         state.update(resumed["state"])
         if info.main:
             rows = C.read_jsonl(metrics_path)[: state["metric_lines"]]
-            C.atomic_write_text(metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+            atomic_write_text(metrics_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
         _log(f"avsf train: resuming {out_dir} at epoch {state['epoch'] + 1}, step {state['step']}", info, progress)
     elif info.main and metrics_path.exists():
         metrics_path.unlink()  # lines of a run killed before its first checkpoint
@@ -426,7 +427,7 @@ def _train(cfg: Config, out_dir: Path, info: D.DistInfo, on_epoch, progress: boo
                            train_time_s=state["train_time_s"] + time.perf_counter() - t0)
                 starts, rngs = D.gather_objects(epoch_start_rng, info), D.gather_objects(C.rng_state(), info)
                 if info.main:
-                    C.atomic_torch_save(ckpt_path, {
+                    atomic_torch_save(ckpt_path, {
                         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": mid,
                         "config": cfg.to_dict(), "epoch_start_rng": starts, "rng": rngs,
                     })
@@ -477,7 +478,7 @@ def _train(cfg: Config, out_dir: Path, info: D.DistInfo, on_epoch, progress: boo
         ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": dict(state),
                 "config": cfg.to_dict(), "rng": rngs}
         if info.main:
-            C.atomic_torch_save(ckpt_path, ckpt)
+            atomic_torch_save(ckpt_path, ckpt)
         D.barrier(info)
         msg = (f"epoch {epoch + 1}/{epochs}: loss {train_row['loss']:.4f}, train error {train_row['train_error']:.3f}"
                + (f", val top-1 {val_row['top1']:.3f}" if val_row else "") + f" ({elapsed:.1f} s)")
@@ -519,8 +520,8 @@ def _train(cfg: Config, out_dir: Path, info: D.DistInfo, on_epoch, progress: boo
         result["params_m"] = sum(p.numel() for p in model.parameters()) / 1e6
     result = _numbers_only(result)
     if info.main:
-        C.atomic_write_json(out_dir / "per_class.json", I.nan_to_none(per_class))
-        C.atomic_write_json(out_dir / "result.json", result)
+        atomic_write_json(out_dir / "per_class.json", I.nan_to_none(per_class))
+        atomic_write_json(out_dir / "result.json", result)
         _log(f"avsf train: done; test top-1 {result.get('top1', float('nan')):.4f} -> {out_dir / 'result.json'}", info, progress)
     D.barrier(info)
     return result
