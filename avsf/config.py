@@ -333,15 +333,20 @@ def build_config(
     return cfg
 
 
-def load_config(path: str | Path, *, scale: str | None = None, overrides: list[str] | None = None) -> Config:
+def read_toml(path: str | Path, *, what: str = "config", error: type[ConfigError] = ConfigError) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is an `error` naming the file."""
     path = Path(path)
     try:
-        tree = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
+        raise error(f"{what} file {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    flat = flatten(tree)
+        raise error(f"{path}: not valid TOML ({e})") from None
+
+
+def load_config(path: str | Path, *, scale: str | None = None, overrides: list[str] | None = None) -> Config:
+    path = Path(path)
+    flat = flatten(read_toml(path))
     file_scale = flat.pop("scale", None)
     try:
         return build_config(scale=scale or file_scale, base=flat, overrides=overrides)

@@ -56,13 +56,12 @@ import random
 import sys
 import threading
 import time
-import tomllib
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from avsf.config import SCALES, Config, ConfigError, build_config, flatten
+from avsf.config import SCALES, Config, ConfigError, build_config, flatten, read_toml
 from avsf.io import atomic_write_json
 
 DEFAULT_SCALE = "small"
@@ -267,13 +266,7 @@ def parse_search(tree: dict[str, Any], path: str = "<search>") -> SearchSpec:
 
 
 def load_search(path: str | Path) -> SearchSpec:
-    path = Path(path)
-    try:
-        tree = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SearchError(f"search file {path} does not exist") from None
-    except tomllib.TOMLDecodeError as e:
-        raise SearchError(f"{path}: not valid TOML ({e})") from None
+    tree = read_toml(path, what="search", error=SearchError)
     return parse_search(tree, str(path))
 
 

@@ -35,12 +35,11 @@ Everything is validated on load; a `StudyError` names the file and the key.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avsf.config import SCALES, Config, ConfigError, build_config, flatten
+from avsf.config import SCALES, Config, ConfigError, build_config, flatten, read_toml
 
 DEFAULT_SCALE = "small"
 
@@ -210,15 +209,7 @@ class StudySpec:
 
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; errors name the file and the key."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StudyError(f"study file {path} does not exist") from None
-    try:
-        tree = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise StudyError(f"{path}: not valid TOML ({e})") from None
+    tree = read_toml(path, what="study", error=StudyError)
     return study_from_dict(tree, source=str(path))
 
 
