@@ -18,13 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"avsf.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"avsf.cli.{name}":
-                continue  # a subcommand not built yet is simply absent
-            raise
-        module.register(sub)
+        importlib.import_module(f"avsf.cli.{name}").register(sub)
     return parser
 
 
