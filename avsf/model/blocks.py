@@ -4,6 +4,84 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+
+class _SubsampleFirst:
+    """A strided 1x1 conv run as "take every s-th position, then a stride-1 1x1 conv".
+
+    Same function, same weights and state-dict keys, same FLOPs (fvcore counts the stride-1 conv
+    on the subsampled input). Why: oneDNN's backward of a strided 1x1 conv on the CPU runs 2-4x
+    slower than the stride-1 conv on the subsampled view (docs/performance.md), and these are the
+    projection shortcuts of every stage's first block.
+    """
+
+    _conv = None  # F.conv2d / F.conv3d, set by the concrete classes
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if any(k != 1 for k in self.kernel_size) or any(p != 0 for p in self.padding):
+            raise ValueError(f"{type(self).__name__} needs a 1x1 kernel and no padding, got "
+                             f"kernel {self.kernel_size}, padding {self.padding}")
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if any(s != 1 for s in self.stride):
+            x = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in self.stride)]
+        return type(self)._conv(x, weight, bias, 1, 0, self.dilation, self.groups)
+
+
+class SubsampledConv2d(_SubsampleFirst, nn.Conv2d):
+    _conv = staticmethod(F.conv2d)
+
+
+class SubsampledConv3d(_SubsampleFirst, nn.Conv3d):
+    _conv = staticmethod(F.conv3d)
+
+
+class SpaceToDepthConv3d(nn.Conv3d):
+    """A (k_t x k x k) conv with spatial stride 2 whose training pass on the CPU runs as a
+    stride-1 conv over the 2x2 space-to-depth rearrangement of its input (4x the channels, a
+    ceil(k/2) kernel that holds the same taps, zero where k is odd), in channels-last.
+
+    Same function and weights (the rearranged kernel is a view of `weight`, so the gradient
+    lands on the real taps only); fvcore traces the plain conv. Why: with 3 input and few output
+    channels (the Fast stem: 4 at `small`, 8 at R50), oneDNN's weight gradient of the strided
+    conv barely vectorises; the rearranged conv trains 1.4-1.5x faster (docs/performance.md).
+    Evaluation, CUDA and wide stems (>= FEW_CHANNELS outputs, where it is slower) use the plain conv.
+    """
+
+    FEW_CHANNELS = 16
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.stride[1:] != (2, 2) or self.stride[0] != 1 or self.groups != 1 or self.dilation != (1, 1, 1):
+            raise ValueError(f"SpaceToDepthConv3d needs stride (1, 2, 2), no groups or dilation; got "
+                             f"stride {self.stride}, groups {self.groups}, dilation {self.dilation}")
+
+    def _rearranged(self) -> bool:
+        return (self.out_channels < self.FEW_CHANNELS and self.weight.device.type == "cpu"
+                and torch.is_grad_enabled() and self.weight.requires_grad and not torch.jit.is_tracing())
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not self._rearranged() or x.requires_grad:
+            return super()._conv_forward(x, weight, bias)
+        kt, kh, kw = self.kernel_size
+        pt, ph, pw = self.padding
+        n, c, _, h, w = x.shape
+        ho, wo = (h + 2 * ph - kh) // 2 + 1, (w + 2 * pw - kw) // 2 + 1
+        kh2, kw2 = (kh + 1) // 2, (kw + 1) // 2
+        # Pad to 2 x (out + k/2 - 1): covers every tap of every output, and is even.
+        xp = F.pad(x, (pw, 2 * (wo + kw2 - 1) - w - pw, ph, 2 * (ho + kh2 - 1) - h - ph))
+        xs = _space_to_depth(xp).contiguous(memory_format=torch.channels_last_3d)
+        ws = _space_to_depth(F.pad(weight, (0, 2 * kw2 - kw, 0, 2 * kh2 - kh)))
+        # Back to the default layout: the rest of the network trains faster in it on the CPU.
+        return F.conv3d(xs, ws, bias, 1, (pt, 0, 0)).contiguous()
+
+
+def _space_to_depth(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, T, 2H, 2W) -> (N, 4C, T, H, W); channel c*4 + 2*i + j holds rows i::2, columns j::2."""
+    n, c, t, h, w = x.shape
+    return x.view(n, c, t, h // 2, 2, w // 2, 2).permute(0, 1, 4, 6, 2, 3, 5).reshape(n, 4 * c, t, h // 2, w // 2)
 
 
 def conv_bn_relu(conv: nn.Module, channels: int, *, relu: bool = True, zero_init: bool = False) -> nn.Sequential:
@@ -30,7 +108,7 @@ class Bottleneck3d(nn.Module):
         )
         self.c = conv_bn_relu(nn.Conv3d(dim_inner, dim_out, 1, bias=False), dim_out, relu=False, zero_init=True)
         self.shortcut = (
-            conv_bn_relu(nn.Conv3d(dim_in, dim_out, 1, stride=(1, stride, stride), bias=False), dim_out, relu=False)
+            conv_bn_relu(SubsampledConv3d(dim_in, dim_out, 1, stride=(1, stride, stride), bias=False), dim_out, relu=False)
             if dim_in != dim_out or stride != 1
             else None
         )
@@ -85,7 +163,7 @@ class TimeFrequencyBottleneck(nn.Module):
 def _audio_shortcut(dim_in: int, dim_out: int, stride: int) -> nn.Module | None:
     if dim_in == dim_out and stride == 1:
         return None
-    return conv_bn_relu(nn.Conv2d(dim_in, dim_out, 1, stride=stride, bias=False), dim_out, relu=False)
+    return conv_bn_relu(SubsampledConv2d(dim_in, dim_out, 1, stride=stride, bias=False), dim_out, relu=False)
 
 
 class NonLocal3d(nn.Module):

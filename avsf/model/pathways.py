@@ -9,7 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avsf.model.blocks import AudioBottleneck, Bottleneck3d, NonLocal3d, TimeFrequencyBottleneck, conv_bn_relu
+from avsf.model.blocks import (
+    AudioBottleneck, Bottleneck3d, NonLocal3d, SpaceToDepthConv3d, TimeFrequencyBottleneck, conv_bn_relu,
+)
 
 RES_STAGES = ("res2", "res3", "res4", "res5")
 
@@ -47,7 +49,7 @@ class VisualPathway(nn.Module):
         super().__init__()
         t = stem_temporal_kernel
         self.stem = conv_bn_relu(
-            nn.Conv3d(3, width, (t, 7, 7), stride=(1, 2, 2), padding=(t // 2, 3, 3), bias=False), width
+            SpaceToDepthConv3d(3, width, (t, 7, 7), stride=(1, 2, 2), padding=(t // 2, 3, 3), bias=False), width
         )
         self.pool1 = nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))
         self.out_channels: dict[str, int] = {"pool1": width}
