@@ -55,6 +55,16 @@ def test_cli_tiny_run_writes_the_run_folder_and_is_not_redone(tmp_path):
     assert cfg["scale"] == "tiny" and cfg["model"]["num_classes"] > 0
     rows = _metric_lines(run)
     assert [r["split"] for r in rows] == ["train", "val"] * cfg["train"]["epochs"]
+    # `avsf eval` folds BN into the convs by default: the same scores as the model as trained
+    views = f"{cfg['eval']['temporal_views']}x{cfg['eval']['spatial_views']}"
+    for flags in ([], ["--no-fuse"]):
+        p = subprocess.run([sys.executable, "-m", "avsf", "eval", str(run), "--no-progress", *flags], env=_env(),
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr[-3000:]
+        tested = json.loads(p.stdout)
+        for key in ("top1", "top5", "top1_visual", "top1_audio"):
+            assert tested[key] == pytest.approx(result[key], abs=1e-9), (flags, key)
+        assert json.loads((run / f"eval_{views}.json").read_text()) == tested
     # the same command on a finished run returns its result without training
     t0 = time.perf_counter()
     p = subprocess.run(_train_cmd(run), env=_env(), capture_output=True, text=True, timeout=120)

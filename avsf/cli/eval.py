@@ -23,6 +23,9 @@ def register(sub) -> None:
                    help="print per-class accuracy differences RUN_DIR - OTHER_RUN (from their per_class files)")
     p.add_argument("--top", type=int, default=10, help="with --compare: classes shown at each end (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON only")
+    p.add_argument("--no-fuse", action="store_true",
+                   help="test the model as trained, without folding BatchNorm into the convs (the default folds "
+                        "it: same scores to float rounding, faster)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -33,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.compare:
         if args.views and not os.path.exists(os.path.join(args.run_dir, f"per_class_{args.views}.json")):
-            evaluate(args.run_dir, args.views, progress=not args.no_progress)
+            evaluate(args.run_dir, args.views, progress=not args.no_progress, fuse=not args.no_fuse)
         if args.views and not os.path.exists(os.path.join(args.compare, f"per_class_{args.views}.json")):
-            evaluate(args.compare, args.views, progress=not args.no_progress)
+            evaluate(args.compare, args.views, progress=not args.no_progress, fuse=not args.no_fuse)
         rows = compare_runs(args.run_dir, args.compare, args.views)
         summary = group_summary(rows)
         if args.json:
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['class'][:28]:<28} {r['group']:<8} {r['a']:7.3f} {r['b']:7.3f} {r['diff']:+7.3f}")
         print("mean difference by group: " + ", ".join(f"{g} {v:+.3f}" for g, v in sorted(summary.items())))
         return 0
-    metrics = evaluate(args.run_dir, args.views, progress=not args.no_progress)
+    metrics = evaluate(args.run_dir, args.views, progress=not args.no_progress, fuse=not args.no_fuse)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0
