@@ -27,9 +27,9 @@ from avsf.model import build_model
 from avsf.model.fuse import fuse_for_inference, to_channels_last
 
 ROUNDS = {  # (eval rounds, train rounds) after one warm-up round
-    "tiny": (20, 10),
-    "small": (8, 5),
-    "r50": (3, 2),
+    "tiny": (20, 30),
+    "small": (8, 8),
+    "r50": (3, 3),
 }
 NONAUDIO_TOL = {"tiny": 1e-3, "small": 1e-3, "r50": 5e-3}
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from avsf.model.blocks import SpaceToDepthConv3d, SubsampledConv2d, SubsampledConv3d
+from avsf.model.blocks import FrameConv3d, SpaceToDepthConv3d, SubsampledConv2d, SubsampledConv3d
 
 
 def _grads(conv: nn.Module, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -58,3 +58,23 @@ def test_subsampled_conv_equals_the_strided_conv(cls, dims):
     assert ours.state_dict().keys() == plain.state_dict().keys()
     with pytest.raises(ValueError, match="1x1"):
         cls(6, 5, 3, stride=2)
+
+
+@pytest.mark.parametrize("shape,stride,on_frames", [((1, 8, 6, 12, 12), 1, True), ((1, 8, 6, 12, 13), 2, True),
+                                                    ((2, 8, 6, 12, 12), 1, False)])
+def test_frame_conv_equals_the_spatial_conv3d(shape, stride, on_frames):
+    torch.manual_seed(0)
+    kw = dict(stride=(1, stride, stride), padding=(0, 1, 1), bias=False)
+    ours = FrameConv3d(8, 5, (1, 3, 3), **kw)
+    plain = nn.Conv3d(8, 5, (1, 3, 3), **kw)
+    plain.weight.data.copy_(ours.weight.data)
+    x = torch.randn(shape).requires_grad_()
+    assert ours._on_frames(x) is on_frames
+    g = torch.randn_like(plain(x))
+    got, want = _grads(ours, x, g), _grads(plain, x, g)
+    assert len(got) == len(want) == 3
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert got[0].is_contiguous()
+    with pytest.raises(ValueError, match="1 x k x k"):
+        FrameConv3d(8, 5, (3, 3, 3))

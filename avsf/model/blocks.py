@@ -84,6 +84,39 @@ def _space_to_depth(x: torch.Tensor) -> torch.Tensor:
     return x.view(n, c, t, h // 2, 2, w // 2, 2).permute(0, 1, 4, 6, 2, 3, 5).reshape(n, 4 * c, t, h // 2, w // 2)
 
 
+class FrameConv3d(nn.Conv3d):
+    """A 1 x k x k (spatial-only) conv that, on the CPU, runs as a conv2d over the frames
+    (batch N*T) when PyTorch would otherwise pick its unvectorised `slow_conv3d`: batch 1,
+    N*C*T*H <= 20480, kernel <= 3x3 (the `use_mkldnn` rule in aten/src/ATen/native/Convolution.cpp).
+
+    Same function, weights and FLOPs; fvcore traces the plain conv. Why: at batch 1 (the R50
+    bench, per-clip CPU inference) the narrow Fast-pathway 1x3x3 convs ran 2.8-4.8x slower in
+    `slow_conv3d` than as a conv2d over their 32 frames (docs/performance.md). Elsewhere oneDNN's
+    conv3d is as fast or faster, so the plain conv stays.
+    """
+
+    SLOW_PATH_MAX = 20480
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.kernel_size[0] != 1 or self.stride[0] != 1 or self.padding[0] != 0 or self.dilation[0] != 1:
+            raise ValueError(f"FrameConv3d needs a 1 x k x k kernel with no temporal stride, padding or "
+                             f"dilation; got kernel {self.kernel_size}, stride {self.stride}, padding {self.padding}")
+
+    def _on_frames(self, x: torch.Tensor) -> bool:
+        n, c, t, h, _ = x.shape
+        return (x.device.type == "cpu" and n == 1 and n * c * t * h <= self.SLOW_PATH_MAX and self.groups == 1
+                and max(self.kernel_size[1:]) <= 3 and not torch.jit.is_tracing())
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not self._on_frames(x):
+            return super()._conv_forward(x, weight, bias)
+        n, c, t, h, w = x.shape
+        frames = x.transpose(1, 2).reshape(n * t, c, h, w)
+        y = F.conv2d(frames, weight.squeeze(2), bias, self.stride[1:], self.padding[1:], self.dilation[1:])
+        return y.view(n, t, *y.shape[1:]).transpose(1, 2).contiguous()
+
+
 def conv_bn_relu(conv: nn.Module, channels: int, *, relu: bool = True, zero_init: bool = False) -> nn.Sequential:
     bn = nn.BatchNorm3d(channels) if isinstance(conv, nn.Conv3d) else (
         nn.BatchNorm2d(channels) if isinstance(conv, nn.Conv2d) else nn.BatchNorm1d(channels)
@@ -103,7 +136,7 @@ class Bottleneck3d(nn.Module):
         t = temporal_kernel
         self.a = conv_bn_relu(nn.Conv3d(dim_in, dim_inner, (t, 1, 1), padding=(t // 2, 0, 0), bias=False), dim_inner)
         self.b = conv_bn_relu(
-            nn.Conv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
+            FrameConv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
             dim_inner,
         )
         self.c = conv_bn_relu(nn.Conv3d(dim_inner, dim_out, 1, bias=False), dim_out, relu=False, zero_init=True)
