@@ -114,7 +114,12 @@ class FrameConv3d(nn.Conv3d):
         n, c, t, h, w = x.shape
         frames = x.transpose(1, 2).reshape(n * t, c, h, w)
         y = F.conv2d(frames, weight.squeeze(2), bias, self.stride[1:], self.padding[1:], self.dilation[1:])
-        return y.view(n, t, *y.shape[1:]).transpose(1, 2).contiguous()
+        layout = torch.channels_last_3d if _channels_last(x) else torch.contiguous_format
+        return y.view(n, t, *y.shape[1:]).transpose(1, 2).contiguous(memory_format=layout)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
 
 
 def conv_bn_relu(conv: nn.Module, channels: int, *, relu: bool = True, zero_init: bool = False) -> nn.Sequential:
