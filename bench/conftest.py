@@ -106,6 +106,20 @@ def gemm(is_smoke) -> dict:
     return _GEMM
 
 
+def _release_free_heap() -> None:
+    """Give memory freed by earlier entries back to the OS (glibc keeps it mapped), so an
+    entry's RSS at start, and so its peak, is not inflated by what ran before it."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: peaks then include the freed heap (the delta column stays the entry's own)
+
+
 class PeakMemory:
     """Peak memory of one entry. CPU: the process's peak RSS (VmHWM), reset before the entry by
     writing 5 to /proc/self/clear_refs, so each entry reads its own peak; CUDA: max allocated."""
@@ -127,6 +141,7 @@ class PeakMemory:
             self.start = torch.cuda.memory_allocated()
             return self
         self.resettable = True
+        _release_free_heap()
         try:
             Path("/proc/self/clear_refs").write_text("5")
         except OSError:
