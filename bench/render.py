@@ -179,8 +179,12 @@ def render(path: Path) -> Path:
                      f"{'met' if r >= 1.0 else 'NOT met'}{'' if r >= goal else ' (aim not reached)'}")
     r50 = next((r for r in rows if r["group"] == "r50-eval" and r["impl"] == "avsf"), None)
     if r50:
-        lines.append(f"- r50 eval achieved {r50['pct_of_gemm']:.0f}% of the GEMM rate (goal >= {GOALS['r50_eval_pct_gemm']:.0f}%): "
-                     f"{'met' if r50['pct_of_gemm'] >= GOALS['r50_eval_pct_gemm'] else 'NOT met'}")
+        pct = r50.get("interleaved_pct_of_gemm", r50["pct_of_gemm"])
+        how = ("against a GEMM timed in each interleaved round" if "interleaved_pct_of_gemm" in r50
+               else "against the session's best GEMM rate")
+        lines.append(f"- r50 eval achieved {pct:.0f}% of the GEMM rate, {how} (goal >= {GOALS['r50_eval_pct_gemm']:.0f}%; "
+                     f"{r50['pct_of_gemm']:.0f}% of the session's best GEMM rate): "
+                     f"{'met' if pct >= GOALS['r50_eval_pct_gemm'] else 'NOT met'}")
     if "dali_ratio" in dres:
         lines.append(f"- DALI CPU {dres['dali_ratio']:.2f}x reference (goal >= 1.0): {'met' if dres['dali_ratio'] >= 1 else 'NOT met'}")
     fig = figure(rows, out)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bench import pairs
-from bench.conftest import PeakMemory, loadavg, stat
+from bench.conftest import GEMM_N, PeakMemory, loadavg, stat
 from avsf.model import build_model
 from avsf.model.fuse import fuse_for_inference, to_channels_last
 
@@ -137,28 +137,35 @@ def train_call(b: dict, impl: str, x: dict):
     return step
 
 
-def interleaved_speedup(ours, peer, rounds: int, warmup: int) -> dict:
+def interleaved_speedup(ours, peer, rounds: int, warmup: int, work_flop: float) -> dict:
     """pytorchvideo time / avsf time over `rounds` neighbouring pairs of calls (peer, then ours).
 
     pytest-benchmark times an entry's rounds back to back, then the next entry's; this VM's
     speed drifts by ~20% over minutes, which moves the ratio of two such medians by as much.
     Calls that alternate see the same machine, so the median of per-pair ratios is the
-    comparison to quote; the separate entries stay for absolute times and memory.
+    comparison to quote; the separate entries stay for absolute times and memory. For the same
+    reason each round also times one GEMM (`GEMM_N`^3 fp32 matmul): `interleaved_pct_of_gemm`
+    is the median over rounds of ours' FLOP/s (`work_flop` per call) over that round's GEMM rate.
     """
+    a, b = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
     for _ in range(warmup):
-        peer(), ours()
-    ratios, t_ours, t_peer = [], [], []
+        peer(), ours(), a @ b
+    ratios, pcts, t_ours, t_peer = [], [], [], []
     for _ in range(rounds):
         t0 = time.perf_counter()
         peer()
         t1 = time.perf_counter()
         ours()
         t2 = time.perf_counter()
+        a @ b
+        t3 = time.perf_counter()
         t_peer.append(t1 - t0)
         t_ours.append(t2 - t1)
         ratios.append((t1 - t0) / (t2 - t1))
+        pcts.append(100 * (work_flop / (t2 - t1)) / (2 * GEMM_N**3 / (t3 - t2)))
     return {"interleaved_speedup": round(statistics.median(ratios), 4), "interleaved_rounds": rounds,
-            "interleaved_avsf_median_s": statistics.median(t_ours), "interleaved_peer_median_s": statistics.median(t_peer)}
+            "interleaved_avsf_median_s": statistics.median(t_ours), "interleaved_peer_median_s": statistics.median(t_peer),
+            "interleaved_pct_of_gemm": round(statistics.median(pcts), 1)}
 
 
 def _entry(benchmark, scale: str, impl: str, mode: str, gemm: dict, is_smoke: bool) -> None:
@@ -173,7 +180,8 @@ def _entry(benchmark, scale: str, impl: str, mode: str, gemm: dict, is_smoke: bo
         benchmark.pedantic(make(b, impl, x), rounds=rounds, warmup_rounds=warmup, iterations=1)
     _info(benchmark, b, impl, mode, gemm, mem)
     if impl == "avsf":
-        benchmark.extra_info.update(interleaved_speedup(make(b, "avsf", x), make(b, "pytorchvideo", x), rounds, warmup))
+        work = benchmark.extra_info["work_gflop_per_call"] * 1e9
+        benchmark.extra_info.update(interleaved_speedup(make(b, "avsf", x), make(b, "pytorchvideo", x), rounds, warmup, work))
 
 
 @pytest.mark.parametrize("scale", pairs.BENCH_SCALES)
