@@ -8,7 +8,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-import pytest
 
 from avsf.config import build_config
 from avsf.data import build_loader, dataset_info, synth

@@ -311,7 +311,7 @@ def _one_thread(_):
     torch.set_num_threads(1)
 
 
-def _read_bytes(path) -> "np.ndarray":
+def _read_bytes(path):  # -> numpy.ndarray of uint8
     import numpy as np
 
     data = np.fromfile(str(path), dtype=np.uint8)
