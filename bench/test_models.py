@@ -11,6 +11,8 @@ within bench.pairs.FLOP_TOLERANCE (non-audio part within 0.1%, 0.5% at R50).
 
 Both get the same conditions: same threads, same input tensors, eval under torch.inference_mode,
 training = forward + cross-entropy + backward + SGD step (momentum 0.9, weight decay 1e-4).
+The `avsf` entry of each group also records `interleaved_speedup` (avsf and pytorchvideo calls
+alternating; see `interleaved_speedup`), the ratio the speed goals are judged on.
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ def evaluate(run_dir: str | Path, views: str | tuple[int, int] | None = None, *,
     (default: the run's `eval.temporal_views x eval.spatial_views`).
 
     `fuse`: fold BatchNorm into the convs (avsf.model.fuse; on the CPU also channels-last conv
-    weights) before testing: same scores to float rounding, 1.3-1.9x faster forward on the CPU
-    (docs/performance.md).
+    weights) before testing: same scores to float rounding, a faster forward on the CPU
+    (docs/performance.md, the `avsf` vs `avsf-plain` eval rows).
 
     Softmax scores are averaged over views (sigmoid + temporal max-pool for multi-label).
     Writes `eval_<T>x<S>.json` (metrics) and `per_class_<T>x<S>.json` into the run folder and

@@ -1,16 +1,18 @@
 """Speed-ups that compute the same function (outputs equal up to float rounding, same FLOPs).
 
 - `to_channels_last(model)`: every conv weight in channels-last memory format (3D convs
-  `channels_last_3d`, 2D `channels_last`), so oneDNN runs convs and their backward without
-  reordering to and from NCDHW; on a 2-core CPU this is worth ~1.2-1.4x on a training step
-  (docs/performance.md). Works for training and inference; the optimizer keeps the format.
+  `channels_last_3d`, 2D `channels_last`), so oneDNN runs the convs without reordering to and
+  from NCDHW. With BN folded it speeds up the eval forward on the CPU; for a CPU training step it
+  is a wash (CPU BatchNorm is slow in channels-last at few channels), so the trainer applies it
+  on CUDA only (`train.channels_last`; docs/performance.md).
 - `fuse_for_inference(model)`: BatchNorm folded into the conv before it (below).
 
 `fuse_for_inference(model)` returns a copy in eval mode whose every `conv -> BN [-> ReLU]`
 (`blocks.conv_bn_relu`) has the BN's affine map folded into the conv's weight and bias, and
 whose audio stem's two summed convs carry the stem BN. Eval BN is `y = (x - mean) / sqrt(var +
 eps) * gamma + beta`, an affine map per channel, so the fused conv gives the same outputs up to
-float rounding (checked to 1e-4 relative in bench/test_fuse.py) while skipping one pass over
+float rounding (checked to 1e-4 relative in
+bench/test_models.py::test_fold_keeps_outputs) while skipping one pass over
 every activation. The original model is untouched; use it for training.
 """
 
