@@ -11,6 +11,8 @@ import pytest
 import torch
 from torch import nn
 
+from avsf.eval.inference import to_device
+from avsf.model.fuse import to_channels_last
 from bench import pairs
 from bench.conftest import PeakMemory, loadavg, stat
 from bench.test_models import built, check_flops
@@ -18,16 +20,6 @@ from bench.test_models import built, check_flops
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 ROUNDS = {"small": 20, "r50": 10}
-
-
-def _to(batch: dict, channels_last: bool) -> dict:
-    out = {}
-    for k, v in batch.items():
-        v = v.cuda(non_blocking=True)
-        if channels_last and v.dim() == 5:
-            v = v.contiguous(memory_format=torch.channels_last_3d)
-        out[k] = v
-    return out
 
 
 def _variant(b: dict, impl: str, train: bool):
@@ -39,7 +31,7 @@ def _variant(b: dict, impl: str, train: bool):
     model = copy.deepcopy(b["ours"]).cuda().train(train)
     if impl == "avsf-fp32-eager":
         return model, (lambda x: model(x)["logits"]), False, False
-    model = model.to(memory_format=torch.channels_last_3d)
+    to_channels_last(model, video_only=True)  # as `avsf train` does with train.channels_last
     compiled = torch.compile(model)
     return model, (lambda x: compiled(x)["logits"]), True, True
 
@@ -61,7 +53,7 @@ def test_cuda_model(benchmark, scale, mode, impl, is_smoke):
     p = b["pair"]
     batch = 8 if scale == "r50" else 32
     model, forward, bf16, cl = _variant(b, impl, mode == "train")
-    x = _to(pairs.inputs(p.model_cfg, p.crop, batch), cl)
+    x = to_device(pairs.inputs(p.model_cfg, p.crop, batch), torch.device("cuda"), cl)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9) if mode == "train" else None
 
     def step():

@@ -117,8 +117,10 @@ def eval_call(b: dict, impl: str, x: dict):
 
 def train_call(b: dict, impl: str, x: dict):
     """One training step of `impl` on its own copy of the model, with its own optimizer."""
-    if impl == "avsf-channels-last" or (impl == "avsf" and torch.cuda.is_available()):
+    if impl == "avsf-channels-last":
         model = to_channels_last(copy.deepcopy(b["ours"]))
+    elif impl == "avsf" and torch.cuda.is_available():  # as `avsf train` does with train.channels_last
+        model = to_channels_last(copy.deepcopy(b["ours"]), video_only=True)
     elif impl == "avsf":
         model = copy.deepcopy(b["ours"])
     else:

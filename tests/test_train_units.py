@@ -133,10 +133,10 @@ def test_rng_state_round_trip():
 
 
 def test_channels_last_3d_touches_only_video_weights():
-    from avsf.train.loop import to_channels_last_3d
+    from avsf.model.fuse import to_channels_last
 
     m = torch.nn.Sequential(torch.nn.Conv3d(3, 4, 3), torch.nn.Conv2d(4, 4, 3))
-    to_channels_last_3d(m)
+    to_channels_last(m, video_only=True)
     assert m[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
     assert m[1].weight.dim() == 4 and m[1].weight.is_contiguous()
     x = torch.randn(1, 3, 4, 5, 5).contiguous(memory_format=torch.channels_last_3d)

@@ -68,12 +68,17 @@ def fuse_for_inference(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def to_channels_last(model: nn.Module) -> nn.Module:
-    """Convert every conv weight (in place) to channels-last; returns `model`."""
+def to_channels_last(model: nn.Module, *, video_only: bool = False) -> nn.Module:
+    """Convert every conv weight (in place) to channels-last; returns `model`.
+
+    `video_only`: the 3-D (video) convs only, as the trainer does on CUDA (`train.channels_last`),
+    where only the 5-D inputs are made channels-last. (`Module.to(memory_format=
+    channels_last_3d)` cannot do this: it fails on the audio pathway's 4-D weights.)
+    """
     for m in model.modules():
         if isinstance(m, nn.Conv3d):
             m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last_3d)
-        elif isinstance(m, nn.Conv2d):
+        elif isinstance(m, nn.Conv2d) and not video_only:
             m.weight.data = m.weight.data.contiguous(memory_format=torch.channels_last)
     return model
 

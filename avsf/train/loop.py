@@ -26,6 +26,7 @@ from avsf.config import Config, ConfigError, config_from_dict
 from avsf.eval import inference as I
 from avsf.eval import metrics as M
 from avsf.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from avsf.model.fuse import to_channels_last
 from avsf.train import checkpoint as C
 from avsf.train import distributed as D
 from avsf.train.losses import avs_enabled, avs_loss, task_loss, with_audio_negative
@@ -93,16 +94,6 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
         elif va != vb:
             keys.append(f"{prefix}{k}")
     return keys
-
-
-def to_channels_last_3d(model: nn.Module) -> nn.Module:
-    """channels_last_3d for the 5-D (video) weights only; `Module.to(memory_format=...)` would
-    fail on the audio pathway's 4-D convolutions."""
-    with torch.no_grad():
-        for p in list(model.parameters()) + list(model.buffers()):
-            if p.dim() == 5:
-                p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
-    return model
 
 
 def cpu_threads(cfg: Config, info: D.DistInfo) -> int:
@@ -314,7 +305,7 @@ def _train(cfg: Config, out_dir: Path, info: D.DistInfo, on_epoch, progress: boo
     seed_everything(cfg.train.seed)
     model = _build_model(cfg).to(device)
     if channels_last:
-        to_channels_last_3d(model)
+        to_channels_last(model, video_only=True)
     if cfg.train.init_from:
         load_init_weights(model, cfg.train.init_from)
     if cfg.train.frozen_bn:
