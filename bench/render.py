@@ -69,14 +69,14 @@ def model_table(rows: list[dict]) -> tuple[list[str], dict]:
             f"{f'**{paired:.2f}x** / ' if paired is not None else ''}{ratio:.2f}x / {peer['min_s'] / ours['min_s']:.2f}x | {pct(ours)} | {pct(peer)} | {ours.get('flops_ratio_avsf_over_peer', '-')} | "
             f"{_mem(ours)} | {_mem(peer)} |")
         alt_name = "avsf-plain" if "avsf-plain" in e else "avsf-channels-last"
-        nofold = e.get(alt_name)
-        if nofold:
+        variant = e.get(alt_name)
+        if variant:
             label = ("avsf-plain: no BN folding, no channels-last" if alt_name == "avsf-plain"
                      else "avsf-channels-last: conv weights channels-last")
             lines.append(
-                f"| {g} ({label}) | {nofold.get('batch_size', '')} | {_fmt_t(nofold['median_s'])} | "
-                f"{_fmt_t(peer['median_s'])} | - / {peer['median_s'] / nofold['median_s']:.2f}x / {peer['min_s'] / nofold['min_s']:.2f}x | {pct(nofold)} | {pct(peer)} "
-                f"| | {_mem(nofold)} | |")
+                f"| {g} ({label}) | {variant.get('batch_size', '')} | {_fmt_t(variant['median_s'])} | "
+                f"{_fmt_t(peer['median_s'])} | - / {peer['median_s'] / variant['median_s']:.2f}x / {peer['min_s'] / variant['min_s']:.2f}x | {pct(variant)} | {pct(peer)} "
+                f"| | {_mem(variant)} | |")
     return lines, ratios
 
 

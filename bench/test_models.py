@@ -67,12 +67,20 @@ def check_flops(b: dict, scale: str) -> None:
         f"{b['gflops']['pytorchvideo']:.3f} GFLOPs (tolerance {pairs.FLOP_TOLERANCE:.0%})")
 
 
+def _gmac(b: dict, impl: str) -> float:
+    return b["gflops"]["avsf" if impl.startswith("avsf") else "pytorchvideo"]
+
+
+def work_flop(b: dict, impl: str, mode: str) -> float:
+    """FLOPs of one call. fvcore counts a multiply-add as one FLOP; the GEMM rate counts 2 n^3.
+    Compare like with like: 2 x fvcore count. A training step ~ 3x the forward (fwd + bwd)."""
+    return 2 * _gmac(b, impl) * 1e9 * b["pair"].batch_size * (3 if mode == "train" else 1)
+
+
 def _info(benchmark, b, impl: str, mode: str, gemm: dict, mem: PeakMemory) -> None:
     p = b["pair"]
-    gmac = b["gflops"]["avsf" if impl.startswith("avsf") else "pytorchvideo"]
-    # fvcore counts a multiply-add as one FLOP; the GEMM rate counts 2 n^3. Compare like with
-    # like: achieved FLOP/s = 2 x fvcore count / time. A training step ~ 3x the forward (fwd + bwd).
-    work = 2 * gmac * 1e9 * p.batch_size * (3 if mode == "train" else 1)
+    gmac = _gmac(b, impl)
+    work = work_flop(b, impl, mode)
     median = stat(benchmark, "median")
     rate = work / median / 1e9
     benchmark.extra_info.update({
@@ -184,8 +192,8 @@ def _entry(benchmark, scale: str, impl: str, mode: str, gemm: dict, is_smoke: bo
         benchmark.pedantic(make(b, impl, x), rounds=rounds, warmup_rounds=warmup, iterations=1)
     _info(benchmark, b, impl, mode, gemm, mem)
     if impl == "avsf":
-        work = benchmark.extra_info["work_gflop_per_call"] * 1e9
-        benchmark.extra_info.update(interleaved_speedup(make(b, "avsf", x), make(b, "pytorchvideo", x), rounds, warmup, work))
+        benchmark.extra_info.update(interleaved_speedup(make(b, "avsf", x), make(b, "pytorchvideo", x), rounds, warmup,
+                                                        work_flop(b, "avsf", mode)))
 
 
 @pytest.mark.parametrize("scale", pairs.BENCH_SCALES)
