@@ -98,6 +98,21 @@ def data_table(rows: list[dict]) -> tuple[list[str], dict]:
     return lines, out
 
 
+def helper_table(rows: list[dict]) -> list[str]:
+    """bench/test_helpers.py: each helper of avsf/model/blocks.py against the plain conv."""
+    groups: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        if r["group"].startswith("helper-"):
+            groups.setdefault(r["group"], {})[r["impl"]] = r
+    lines = ["| group | input | plain conv | avsf helper | speed-up |", "|---|---|---|---|---|"]
+    for g, e in groups.items():
+        if "avsf-helper" in e and "plain-conv" in e:
+            h, c = e["avsf-helper"], e["plain-conv"]
+            lines.append(f"| {g} ({h.get('helper', '')}) | {tuple(h.get('input_shape', ()))} | {_fmt_t(c['median_s'])} | "
+                         f"{_fmt_t(h['median_s'])} | **{c['median_s'] / h['median_s']:.2f}x** |")
+    return lines if len(lines) > 2 else []
+
+
 def figure(rows: list[dict], out: Path) -> Path | None:
     import matplotlib
 
@@ -170,6 +185,9 @@ def render(path: Path) -> Path:
             v = dres[f"{k}_keeps_up"]
             lines.append(f"{k} delivers {v:.2f}x the clips/s the default small training step consumes: "
                          f"{'keeps up' if v >= 1 else 'does NOT keep up'}.")
+    helpers = helper_table(rows)
+    if helpers:
+        lines += ["", "## Execution helpers (one conv, forward + backward, medians)", "", *helpers]
     lines += ["", "## Speed goals", ""]
     for g, (r, how) in ratios.items():
         if g.endswith("cuda"):

@@ -46,7 +46,8 @@ class SpaceToDepthConv3d(nn.Conv3d):
     Same function and weights (the rearranged kernel is a view of `weight`, so the gradient
     lands on the real taps only); fvcore traces the plain conv. Why: with 3 input and few output
     channels (the Fast stem: 4 at `small`, 8 at R50), oneDNN's weight gradient of the strided
-    conv barely vectorises; the rearranged conv trains 1.4-1.5x faster (docs/performance.md).
+    conv barely vectorises; the rearranged conv trains 1.5x faster at `small`, about even at R50
+    (bench/test_helpers.py, docs/performance.md).
     Evaluation, CUDA and wide stems (>= FEW_CHANNELS outputs, where it is slower) use the plain conv.
     """
 
