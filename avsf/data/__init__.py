@@ -25,7 +25,7 @@ from avsf.data.sampling import ClipGeometry, ClipSpec, shard_indices, test_specs
 
 log = logging.getLogger("avsf.data")
 
-SYNTH_VERSION = 1  # bump when the generator's output changes; keys the cache folder
+from avsf.data.synth import VERSION as SYNTH_VERSION  # keys the cache folder: a new generator regenerates
 
 __all__ = ["TooManyFailedClips", "DatasetInfo", "dataset_info", "build_loader", "AVLoader", "ManifestError", "synth_root", "load_rows"]
 

@@ -1,27 +1,41 @@
 """The built-in synthetic audiovisual benchmark (`avsf data synth`).
 
-Every clip has a visual scene and a soundtrack. Which modality carries the label depends on
-the class group, and the uninformative modality is drawn from a distribution shared with
-other groups, so a unimodal model is at chance where it should be:
+Every clip has a picture and a soundtrack. Each class group is built so that one question of
+the paper's ablations has a known answer mechanism in the data (docs/data.md explains each):
 
-- ``visual`` classes: a moving disc whose motion pattern is the label (slide horizontally,
-  slide vertically, orbit, pulse). Soundtrack: "music" (pentatonic plucks at random onsets),
-  the same distractor the ``sync`` classes carry.
-- ``audio`` classes: a sound whose timbre / pitch / rhythm is the label (low hum, high
-  whistle, fast ticks, rising chirps). Picture: a static shape that flashes at random
-  times, the same distractor scene the ``sync`` classes show.
-- ``sync`` classes: flashing shape + music, as above; in ``in-sync`` the plucks start on
-  the flashes, in ``out-of-sync`` every pluck is shifted by 0.5-0.6 s (sign random, never
-  closer than 0.2 s to any flash). Each modality alone has the same distribution in both.
+- ``visual`` (slide-horizontal, slide-vertical, orbit): a large disc whose motion pattern is
+  the label. Soundtrack: the *beat* distractor (plucks at a steady ~1 s period, random phase),
+  the same sound the ``sync`` classes carry. Audio alone cannot tell them from ``sync``.
+- ``audio`` (close-interval, wide-interval, double-ticks, single-ticks): the sound is the label
+  and needs *detail* to be heard: two-tone chords 1-2 vs 5-7 semitones apart (spectral detail:
+  at low pitch one or two mel bins apart), clicks in pairs 60-90 ms apart vs single clicks at
+  the same click rate (temporal detail: 4-6 log-mel hops). Picture: the *beat* flash distractor
+  (a shape flashing at a steady ~1 s period), the same picture the ``sync`` classes show.
+  Probes audio width (beta_A, Table 5b) and the audio kernels (factorised / 3x3 / Table 1).
+- ``sync`` (in-sync, out-of-sync): beat flashes + beat plucks; in ``in-sync`` every pluck starts
+  on a flash, in ``out-of-sync`` every pluck is half a period (~0.4-0.55 s) away from the
+  flashes. Each modality alone has the same distribution in both classes (and as the
+  distractors above), so only a model where audio meets vision at a fine enough temporal
+  resolution separates them: fusion stages and types (Tables 5a, 6) and AVS (Table 5d).
+- ``competition`` (dot-horizontal, dot-vertical, dot-circle, dot-diagonal): modality
+  competition (Sec. 3.5, Table 5c). The visual cue is fully reliable but hard (a small,
+  faint dot moving in the class's pattern over a textured background); the sound cue is easy
+  (a steady tone whose pitch names the class) but only partly reliable: in
+  ``COMPETITION_RELIABILITY`` of the clips it is the class's tone, otherwise the tone of
+  another class of the group. A model that latches onto the sound early fits most clips
+  without its visual pathway ever learning the dot (Wang et al., CVPR 2020); DropPathway
+  is the paper's remedy.
 
-Hence a visual-only model is at chance among the audio + sync classes (6 classes look
-alike), an audio-only model at chance among visual + sync, and only a fused model separates
-``in-sync`` from ``out-of-sync``.
+A visual-only model is therefore at chance among the 6 audio + sync classes (they look
+alike), an audio-only model at chance among the 5 visual + sync classes (they sound alike)
+and at ``COMPETITION_RELIABILITY`` on the competition group; only a fused model can get
+everything right.
 
 Files: VP9 + Opus in WebM (decodable by PyAV and DALI's CPU decoder) and a 16 kHz mono FLAC
 sidecar per clip; `train.csv`, `val.csv`, `test.csv`, `manifest.csv` (all rows with a split
 column) and `classes.json`. Each clip's content depends only on (seed, class, split, index),
-so the output is the same for any number of workers.
+so the output is the same for any number of workers. Bump `VERSION` whenever the output
+changes: it keys the cache folder, so old caches are regenerated.
 """
 
 from __future__ import annotations
@@ -36,8 +50,11 @@ from pathlib import Path
 
 import numpy as np
 
+VERSION = 2
 FPS = 16
 SAMPLE_RATE = 16000
+COMPETITION_RELIABILITY = 0.6
+"""Share of competition-group clips whose tone names their class (the rest: another class's)."""
 
 
 @dataclass(frozen=True)
@@ -50,20 +67,25 @@ class SynthScale:
 
 SYNTH_SCALES: dict[str, SynthScale] = {
     "tiny": SynthScale(48, 40, 2.0, {"train": 3, "val": 1, "test": 1}),
-    "small": SynthScale(96, 80, 4.0, {"train": 60, "val": 10, "test": 10}),
+    "small": SynthScale(64, 48, 3.0, {"train": 50, "val": 12, "test": 40}),
+    # NVDEC refuses frames under 128x128: the scale GPU users decode on the GPU.
+    "gpu": SynthScale(160, 128, 3.0, {"train": 50, "val": 12, "test": 40}),
 }
 
 CLASSES: list[tuple[str, str]] = [
     ("slide-horizontal", "visual"),
     ("slide-vertical", "visual"),
     ("orbit", "visual"),
-    ("pulse", "visual"),
-    ("low-hum", "audio"),
-    ("high-whistle", "audio"),
-    ("fast-ticks", "audio"),
-    ("rising-chirps", "audio"),
+    ("close-interval", "audio"),
+    ("wide-interval", "audio"),
+    ("double-ticks", "audio"),
+    ("single-ticks", "audio"),
     ("in-sync", "sync"),
     ("out-of-sync", "sync"),
+    ("dot-horizontal", "competition"),
+    ("dot-vertical", "competition"),
+    ("dot-circle", "competition"),
+    ("dot-diagonal", "competition"),
 ]
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ("path", "audio", "label", "duration", "fps")
@@ -80,15 +102,17 @@ def class_groups() -> dict[str, list[int]]:
     return groups
 
 
+def _rank_in_group(label: int) -> int:
+    """0-based position of a class within its group (the pattern / sound it stands for)."""
+    return class_groups()[CLASSES[label][1]].index(label)
+
+
 # ----------------------------------------------------------------------------- events
-def _event_times(rng: np.random.Generator, start: float, stop: float) -> np.ndarray:
-    """An irregular event train: gaps uniform in [0.8, 1.3] s, random phase."""
-    t = start - rng.uniform(0.0, 1.3)
-    out = []
-    while t < stop:
-        t += rng.uniform(0.8, 1.3)
-        out.append(t)
-    return np.asarray(out)
+def _beat_times(rng: np.random.Generator, start: float, stop: float) -> tuple[np.ndarray, float]:
+    """A steady beat: period 0.8-1.1 s, random phase, +-40 ms jitter per event. (times, period)"""
+    period = rng.uniform(0.8, 1.1)
+    t = np.arange(start - rng.uniform(0.0, period), stop + period, period)
+    return t + rng.uniform(-0.04, 0.04, size=t.shape), period
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -98,6 +122,13 @@ def _background(rng, h, w):
     ys = np.linspace(0, 1, h)[:, None, None]
     xs = np.linspace(0, 1, w)[None, :, None]
     return np.clip(base + tilt * (ys + xs) / 2, 0, 1) * np.ones((h, w, 3))
+
+
+def _texture(rng, h, w, strength: float):
+    """Static blotches: clutter that a faint moving dot has to be found in."""
+    noise = rng.standard_normal((h // 4 + 2, w // 4 + 2))
+    up = np.kron(noise, np.ones((4, 4)))[:h, :w]
+    return strength * up[..., None]
 
 
 def _disc_mask(h, w, cy, cx, r):
@@ -112,33 +143,39 @@ def _square_mask(h, w, cy, cx, r):
     return np.clip(r + 0.5 - d, 0, 1)[..., None]
 
 
-def _render_motion(rng, pattern: int, n: int, h: int, w: int) -> np.ndarray:
-    bg = _background(rng, h, w)
-    color = rng.uniform(0.6, 1.0, size=3)
-    r = min(h, w) * rng.uniform(0.12, 0.16)
-    freq = rng.uniform(0.4, 0.6)  # cycles per second
-    phase = rng.uniform(0, 2 * math.pi)
+def _path(pattern: str, a: float, h: float, w: float, margin: float, cy0: float, cx0: float) -> tuple[float, float]:
+    """Centre (y, x) at phase `a` of a motion pattern inside an h x w frame."""
+    ry, rx = h / 2 - margin, w / 2 - margin
+    if pattern == "horizontal":
+        return cy0, w / 2 + rx * math.sin(a)
+    if pattern == "vertical":
+        return h / 2 + ry * math.sin(a), cx0
+    if pattern == "circle":
+        rad = min(ry, rx)
+        return h / 2 + rad * math.sin(a), w / 2 + rad * math.cos(a)
+    # diagonal: top-left <-> bottom-right
+    return h / 2 + ry * math.sin(a), w / 2 + rx * math.sin(a)
+
+
+def _render_moving(rng, pattern: str, n: int, h: int, w: int, *, radius: float, contrast: float | None,
+                   clutter: float) -> np.ndarray:
+    """An object moving along `pattern` at 0.4-0.6 cycles/s; `contrast` None = bright colour."""
+    bg = np.clip(_background(rng, h, w) + (_texture(rng, h, w, clutter) if clutter else 0.0), 0, 1)
+    color = rng.uniform(0.6, 1.0, size=3) if contrast is None else None
+    r = radius * rng.uniform(0.9, 1.1)
+    freq, phase = rng.uniform(0.4, 0.6), rng.uniform(0, 2 * math.pi)
     cy0, cx0 = h / 2 + rng.uniform(-0.1, 0.1) * h, w / 2 + rng.uniform(-0.1, 0.1) * w
     frames = np.empty((n, h, w, 3), np.uint8)
     for i in range(n):
-        a = 2 * math.pi * freq * i / FPS + phase
-        rr = r
-        if pattern == 0:  # slide horizontally
-            cy, cx = cy0, w / 2 + (w / 2 - r - 2) * math.sin(a)
-        elif pattern == 1:  # slide vertically
-            cy, cx = h / 2 + (h / 2 - r - 2) * math.sin(a), cx0
-        elif pattern == 2:  # orbit
-            rad = min(h, w) / 2 - r - 2
-            cy, cx = h / 2 + rad * math.sin(a), w / 2 + rad * math.cos(a)
-        else:  # pulse in place
-            cy, cx = cy0, cx0
-            rr = r * (1.0 + 0.6 * math.sin(2 * a))
-        m = _disc_mask(h, w, cy, cx, rr)
-        frames[i] = np.round((bg * (1 - m) + color * m) * 255).astype(np.uint8)
+        cy, cx = _path(pattern, 2 * math.pi * freq * i / FPS + phase, h, w, r + 2, cy0, cx0)
+        m = _disc_mask(h, w, cy, cx, r)
+        fg = color if color is not None else np.clip(bg + contrast, 0, 1)
+        frames[i] = np.round((bg * (1 - m) + fg * m) * 255).astype(np.uint8)
     return frames
 
 
 def _render_flashes(rng, events: np.ndarray, n: int, h: int, w: int) -> np.ndarray:
+    """A static shape that flashes at each event (decay ~0.1 s, visible ~0.3 s)."""
     bg = _background(rng, h, w)
     color = rng.uniform(0.3, 0.5, size=3)
     r = min(h, w) * rng.uniform(0.14, 0.2)
@@ -147,11 +184,9 @@ def _render_flashes(rng, events: np.ndarray, n: int, h: int, w: int) -> np.ndarr
     m = shape(h, w, cy, cx, r)
     frames = np.empty((n, h, w, 3), np.uint8)
     for i in range(n):
-        t = i / FPS
-        # brightness envelope: a flash at each event, decaying over ~3 frames
-        dt = t - events
-        dt = dt[(dt >= -1e-9) & (dt < 0.25)]
-        level = float(np.exp(-dt / 0.08).max()) if dt.size else 0.0
+        dt = i / FPS - events
+        dt = dt[(dt >= -1e-9) & (dt < 0.3)]
+        level = float(np.exp(-dt / 0.1).max()) if dt.size else 0.0
         c = color + (1.0 - color) * level
         b = bg + 0.25 * level
         frames[i] = np.round(np.clip(b * (1 - m) + c * m, 0, 1) * 255).astype(np.uint8)
@@ -165,14 +200,13 @@ def _noise_floor(rng, n):
     return 0.004 * x
 
 
-def _music(rng, onsets: np.ndarray, n: int) -> np.ndarray:
+def _plucks(rng, onsets: np.ndarray, n: int) -> np.ndarray:
     """Pentatonic plucks (a few harmonics, fast decay) starting at the given onsets."""
     y = np.zeros(n)
     scale = 220.0 * 2 ** (np.array([0, 2, 4, 7, 9, 12, 14, 16]) / 12)
     for t0 in onsets:
         s0 = int(round(t0 * SAMPLE_RATE))
-        length = int(0.35 * SAMPLE_RATE)
-        lo, hi = max(s0, 0), min(s0 + length, n)
+        lo, hi = max(s0, 0), min(s0 + int(0.35 * SAMPLE_RATE), n)
         if hi <= lo:
             continue
         tt = (np.arange(lo, hi) - s0) / SAMPLE_RATE
@@ -183,59 +217,98 @@ def _music(rng, onsets: np.ndarray, n: int) -> np.ndarray:
     return y
 
 
-def _class_sound(rng, kind: int, n: int) -> np.ndarray:
+def _dyads(rng, n: int, semitones: tuple[float, float]) -> np.ndarray:
+    """Notes of 0.25-0.5 s, each two sine tones `semitones` apart at a random base pitch."""
+    y, s = np.zeros(n), 0
+    while s < n:
+        length = int(rng.uniform(0.25, 0.5) * SAMPLE_RATE)
+        tt = np.arange(min(length, n - s)) / SAMPLE_RATE
+        f = rng.uniform(300, 1200)
+        g = f * 2 ** (rng.uniform(*semitones) / 12)
+        env = np.minimum(1.0, np.minimum(tt, tt[-1] - tt) / 0.02)  # 20 ms fades: no clicks
+        y[s:s + len(tt)] = 0.3 * env * (np.sin(2 * np.pi * f * tt) + np.sin(2 * np.pi * g * tt)) / 2
+        s += length
+    return y
+
+
+def _clicks(rng, n: int, times: np.ndarray) -> np.ndarray:
+    """5 ms band-limited noise bursts at `times`."""
+    y = np.zeros(n)
+    burst = int(0.005 * SAMPLE_RATE)
+    for t0 in times:
+        s0 = int(round(t0 * SAMPLE_RATE))
+        if 0 <= s0 < n - burst:
+            y[s0:s0 + burst] += 0.5 * rng.standard_normal(burst) * np.hanning(burst)
+    return y
+
+
+def _ticks(rng, n: int, paired: bool) -> np.ndarray:
+    """Clicks in pairs 60-90 ms apart at 2.5-3.5 pairs/s, or single clicks at twice that rate."""
+    dur = n / SAMPLE_RATE
+    rate = rng.uniform(2.5, 3.5)
+    step = 1 / rate if paired else 1 / (2 * rate)
+    t = np.arange(rng.uniform(0, step), dur, step)
+    t = t + rng.uniform(-0.015, 0.015, size=t.shape)
+    if paired:
+        t = np.sort(np.concatenate([t, t + rng.uniform(0.06, 0.09)]))
+    return _clicks(rng, n, t)
+
+
+COMPETITION_TONES = (330.0, 440.0, 587.0, 784.0)
+
+
+def _tone(rng, n: int, f0: float) -> np.ndarray:
+    """A steady tone with three harmonics and a slow tremolo: easy to recognise."""
     t = np.arange(n) / SAMPLE_RATE
-    amp = rng.uniform(0.25, 0.4)
-    if kind == 0:  # low hum: harmonic-rich 110-150 Hz with slow vibrato
-        f0 = rng.uniform(110, 150)
-        ph = 2 * np.pi * np.cumsum(f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))) / SAMPLE_RATE
-        y = sum(np.sin(k * ph) / k for k in range(1, 8))
-        return amp * 0.6 * y
-    if kind == 1:  # high whistle: pure tone 2-3 kHz with tremolo
-        f0 = rng.uniform(2000, 3000)
-        return amp * np.sin(2 * np.pi * f0 * t + rng.uniform(0, 6.28)) * (0.75 + 0.25 * np.sin(2 * np.pi * 3 * t))
-    if kind == 2:  # fast ticks: short noise bursts at 6-8 Hz
-        rate = rng.uniform(6, 8)
-        phase = rng.uniform(0, 1 / rate)
-        env = np.exp(-(((t - phase) % (1 / rate)) / 0.012))
-        return amp * 1.5 * env * rng.standard_normal(n)
-    # rising chirps: 500 -> 1500 Hz sweeps, 2-3 per second
-    rate = rng.uniform(2, 3)
-    phase = rng.uniform(0, 1 / rate)
-    u = ((t - phase) % (1 / rate)) * rate  # 0..1 within each sweep
-    f = 500 + 1000 * u
-    ph = 2 * np.pi * np.cumsum(f) / SAMPLE_RATE
-    return amp * np.sin(ph) * np.minimum(1, (1 - u) * 10)
+    f = f0 * rng.uniform(0.98, 1.02)
+    y = sum(np.sin(2 * np.pi * k * f * t + rng.uniform(0, 6.28)) / k for k in (1, 2, 3))
+    return 0.25 * y * (0.8 + 0.2 * np.sin(2 * np.pi * rng.uniform(2, 4) * t))
 
 
 # ----------------------------------------------------------------------------- one clip
+_PATTERNS = ("horizontal", "vertical", "circle", "diagonal")
+
+
+def _visual_clip(rng, k, n_frames, n_samples, h, w, dur):
+    frames = _render_moving(rng, _PATTERNS[k], n_frames, h, w, radius=min(h, w) * 0.14, contrast=None, clutter=0.0)
+    beats, _ = _beat_times(rng, -1.5, dur + 1.5)
+    return frames, _plucks(rng, beats, n_samples)
+
+
+def _audio_clip(rng, k, n_frames, n_samples, h, w, dur):
+    beats, _ = _beat_times(rng, -1.5, dur + 1.5)
+    frames = _render_flashes(rng, beats, n_frames, h, w)
+    sound = (lambda: _dyads(rng, n_samples, (1.0, 2.0)), lambda: _dyads(rng, n_samples, (5.0, 7.0)),
+             lambda: _ticks(rng, n_samples, True), lambda: _ticks(rng, n_samples, False))[k]()
+    return frames, sound
+
+
+def _sync_clip(rng, k, n_frames, n_samples, h, w, dur):
+    beats, period = _beat_times(rng, -1.5, dur + 1.5)
+    frames = _render_flashes(rng, beats, n_frames, h, w)
+    onsets = beats if k == 0 else beats + period / 2
+    return frames, _plucks(rng, onsets, n_samples)
+
+
+def _competition_clip(rng, k, n_frames, n_samples, h, w, dur):
+    frames = _render_moving(rng, _PATTERNS[k], n_frames, h, w, radius=max(1.5, min(h, w) * 0.08), contrast=0.35,
+                            clutter=0.04)
+    heard = k if rng.random() < COMPETITION_RELIABILITY else int(rng.choice([j for j in range(4) if j != k]))
+    return frames, _tone(rng, n_samples, COMPETITION_TONES[heard])
+
+
+_RENDER = {"visual": _visual_clip, "audio": _audio_clip, "sync": _sync_clip, "competition": _competition_clip}
+
+
 def render_clip(seed: int, label: int, split: str, index: int, scale: SynthScale):
     """(frames uint8 (N, H, W, 3), audio float32 (samples,)) for one clip, deterministic."""
-    rng = np.random.default_rng([seed, label, SPLITS.index(split), index])
+    rng = np.random.default_rng([seed, label, SPLITS.index(split), index, VERSION])
     dur = scale.duration_s
-    n_frames = int(round(dur * FPS))
-    n_samples = int(round(dur * SAMPLE_RATE))
-    h, w = scale.height, scale.width
-    group = CLASSES[label][1]
-    if group == "visual":
-        frames = _render_motion(rng, label, n_frames, h, w)
-        audio = _music(rng, _event_times(rng, -0.5, dur + 0.5), n_samples)
-    elif group == "audio":
-        frames = _render_flashes(rng, _event_times(rng, -0.5, dur + 0.5), n_frames, h, w)
-        audio = _class_sound(rng, label - 4, n_samples)
-    else:
-        events = _event_times(rng, -1.5, dur + 1.5)
-        frames = _render_flashes(rng, events, n_frames, h, w)
-        if CLASSES[label][0] == "in-sync":
-            onsets = events
-        else:
-            gaps = np.diff(events)  # shift by 0.5..0.6 s, but stay >= 0.2 s from any flash
-            shift = rng.uniform(0.5, min(0.6, float(gaps.min()) - 0.2))
-            onsets = events + shift * (1 if rng.random() < 0.5 else -1)
-        audio = _music(rng, onsets, n_samples)
+    n_frames, n_samples = int(round(dur * FPS)), int(round(dur * SAMPLE_RATE))
+    frames, audio = _RENDER[CLASSES[label][1]](rng, _rank_in_group(label), n_frames, n_samples,
+                                              scale.height, scale.width, dur)
     audio = audio + _noise_floor(rng, n_samples)
-    audio = np.clip(audio, -0.99, 0.99).astype(np.float32)
-    return frames, audio
+    return frames, np.clip(audio, -0.99, 0.99).astype(np.float32)
 
 
 def encode_clip(path: Path, frames: np.ndarray, audio: np.ndarray, fps: int = FPS, *, with_audio: bool = True,
@@ -321,6 +394,7 @@ def generate(out: str | Path, scale: str = "small", seed: int = 0, *, workers: i
         write_manifest(out / f"{s}.csv", rows[s])
     write_manifest(out / "manifest.csv", [{**r, "split": s} for s in SPLITS for r in rows[s]])
     info = {"classes": class_names(), "groups": class_groups(), "scale": scale, "seed": seed, "fps": FPS,
+            "version": VERSION, "competition_reliability": COMPETITION_RELIABILITY,
             "sample_rate": SAMPLE_RATE, "size": [sc.height, sc.width], "duration_s": sc.duration_s,
             "split_sizes": {s: len(rows[s]) for s in SPLITS}}
     (out / "classes.json").write_text(json.dumps(info, indent=2))
