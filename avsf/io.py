@@ -13,12 +13,32 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows (os.umask would set it
+    for a moment, a race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic(path: str | Path, mode: str, write: Callable[[IO], None]) -> None:
-    """Write into a temporary file beside `path`, fsync it, then os.replace it into place."""
+    """Write into a temporary file beside `path`, fsync it, then os.replace it into place.
+
+    mkstemp creates the file 0600; it gets the mode a plain open() would have given it
+    (0666 less the umask), so a group sharing a disk can read results and checkpoints.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
@@ -30,10 +50,6 @@ def _atomic(path: str | Path, mode: str, write: Callable[[IO], None]) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    _atomic(path, "wb", lambda f: f.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
