@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from avsf.config import ConfigError
+
 
 def _umask() -> int:
     """The process's umask, read without changing it where Linux allows (os.umask would set it
@@ -65,6 +67,34 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
     import torch
 
     _atomic(path, "wb", lambda f: torch.save(obj, f))
+
+
+class UnreadableFile(ConfigError):
+    """A file avsf was asked to load is damaged, or holds more than plain data."""
+
+
+def load_torch_file(path: str | Path, map_location: Any = "cpu") -> Any:
+    """`torch.load(path, weights_only=True)`: tensors, numbers, strings and plain containers only,
+    so a crafted file cannot run code while it loads. Errors name the file and say what to do."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableFile(f"{path} does not exist (give a run folder or a checkpoint file)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UnreadableFile(
+            f"{path} holds objects other than tensors and plain containers ({first[:200]}); avsf loads "
+            f"weights only and never runs code from a file: re-save its state dict (torch.save(model.state_dict()))"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise UnreadableFile(f"{path} cannot be read: it is truncated or damaged ({type(e).__name__}: "
+                             f"{str(e)[:200]}); move it away (a run then restarts from scratch)") from None
 
 
 def atomic_savefig(fig: Any, path: str | Path, **savefig_kwargs: Any) -> None:

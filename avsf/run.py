@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avsf.config import ConfigError, flatten
-from avsf.io import atomic_torch_save, atomic_write_json, atomic_write_text
+from avsf.io import atomic_torch_save, atomic_write_json, atomic_write_text, load_torch_file
 
 if TYPE_CHECKING:
     from avsf.config import Config
@@ -368,13 +368,11 @@ class RunDir:
         atomic_torch_save(self.checkpoint_path, state)
 
     def load_checkpoint(self, map_location: Any = "cpu") -> dict[str, Any]:
-        """checkpoints/last.pt, loaded weights-only (avsf.weights.load_file): a damaged or unsafe
+        """checkpoints/last.pt, loaded weights-only (avsf.io.load_torch_file): a damaged or unsafe
         file is a clear error naming it."""
-        from avsf.weights import load_file
-
         if not self.has_checkpoint():
             raise RunFolderError(f"{self.path} has no checkpoint ({CHECKPOINT_FILE}); train it first")
-        state = load_file(self.checkpoint_path, map_location=map_location)
+        state = load_torch_file(self.checkpoint_path, map_location=map_location)
         if not isinstance(state, dict) or "model" not in state:
             raise RunFolderError(f"{self.checkpoint_path} is not an avsf checkpoint (no 'model' entry)")
         return state

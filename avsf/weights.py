@@ -4,8 +4,9 @@
     report = load_weights(model, "model.pyth", new_heads=("head.*",))
     print(report)                                      # loaded / missing / unexpected / shapes
 
-Every file is read with `torch.load(weights_only=True)`: tensors and plain containers only, so
-a crafted file cannot run code while it loads (`load_file` refuses it with a clear error).
+Every file is read with `torch.load(weights_only=True)` (avsf.io.load_torch_file): tensors and
+plain containers only, so a crafted file cannot run code while it loads; it is refused with a
+clear error.
 
 Layouts understood: a bare state dict, `{"model_state": ...}` (PySlowFast), `{"model": ...}`
 (avsf checkpoints), `{"state_dict": ...}`. Parameter names are translated by a key map, picked
@@ -17,14 +18,13 @@ put in front of every name.
 from __future__ import annotations
 
 import fnmatch
-import pickle
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from avsf.config import ConfigError
+from avsf.io import load_torch_file
 
 KeyMap = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -61,26 +61,6 @@ def strip_wrapper_prefixes(state: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- reading
-def load_file(path: str | Path, map_location: Any = "cpu") -> Any:
-    """`torch.load(path, weights_only=True)` with errors that name the file and say what to do."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path} does not exist (give a run folder or a checkpoint file)")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(
-            f"{path} holds objects other than tensors and plain containers ({first[:200]}); avsf loads "
-            f"weights only and never runs code from a file: re-save its state dict (torch.save(model.state_dict()))"
-        ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise WeightsError(f"{path} cannot be read: it is truncated or damaged ({type(e).__name__}: "
-                           f"{str(e)[:200]}); move it away (a run then restarts from scratch)") from None
-
-
 def find_state_dict(obj: Any, source: str) -> dict[str, Any]:
     """The tensor dict inside a loaded file (see the module docstring for the layouts)."""
     import torch
@@ -109,7 +89,7 @@ def read_state_dict(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any]
         if not p.is_file():
             raise WeightsError(f"{source} holds no checkpoint ({p} is missing); give a finished run folder or a "
                                f"checkpoint file")
-    return find_state_dict(load_file(p), str(p)), str(p)
+    return find_state_dict(load_torch_file(p), str(p)), str(p)
 
 
 # ----------------------------------------------------------------------------- loading

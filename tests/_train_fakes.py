@@ -29,7 +29,7 @@ class ToyModel(nn.Module):
         self.a = nn.Linear(1, 8)
         self.bn = nn.BatchNorm1d(16)
         self.drop = nn.Dropout(0.5)
-        self.fc = nn.Linear(16, num_classes)
+        self.head = nn.Linear(16, num_classes)
         self.calls = 0
         self.nan_after = nan_after
 
@@ -37,7 +37,7 @@ class ToyModel(nn.Module):
         v = self.v(batch["slow"].mean(dim=(2, 3, 4)))
         a = self.a(batch["audio"].mean(dim=(2, 3)))
         h = self.drop(torch.relu(self.bn(torch.cat([v, a], 1))))
-        out = {"logits": self.fc(h)}
+        out = {"logits": self.head(h)}
         if self.training:
             self.calls += 1
             if self.nan_after is not None and self.calls > self.nan_after:
@@ -91,19 +91,24 @@ class ToyLoader:
             yield batch
 
 
-def install(monkeypatch, *, nan_after=None, fail_every=0):
-    """Swap the trainer's model / loader / dataset builders for the toys."""
-    from avsf.train import loop
+def factories(*, nan_after=None, fail_every=0, wrap_model=None):
+    """The trainer's model / loader / dataset builders, as toys (avsf.factories.Factories).
+    `wrap_model(model)` may replace or instrument each model built."""
+    from avsf.factories import Factories
 
-    monkeypatch.setattr(loop, "_build_model", lambda cfg: ToyModel(cfg.model.num_classes, nan_after))
-    monkeypatch.setattr(loop, "_dataset_info", info)
-    monkeypatch.setattr(loop, "_count_flops", lambda cfg: {"gflops": 0.001, "params_m": 0.0005})
+    def model(cfg):
+        m = ToyModel(cfg.model.num_classes, nan_after)
+        return wrap_model(m) if wrap_model else m
 
-    def build_loader(cfg, split, mode, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False):
+    def loader(cfg, split, mode, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False):
         return ToyLoader(split, mode, cfg.train.batch_size, shard_id, num_shards, epoch, with_shifted_audio,
                          fail_every=fail_every, views=cfg.eval.temporal_views * cfg.eval.spatial_views)
 
-    monkeypatch.setattr(loop, "_build_loader", build_loader)
+    return Factories(model=model, loader=loader, dataset_info=info,
+                     count_flops=lambda cfg: {"gflops": 0.001, "params_m": 0.0005})
+
+
+TOYS = factories()
 
 
 def toy_config(**sets):

@@ -30,15 +30,17 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, factories=None) -> int:
+    """`factories` (avsf.factories.Factories) builds the model and loaders; tests pass toys."""
     from avsf.eval import compare_runs, evaluate
     from avsf.eval.evaluate import group_summary
+    from avsf.run import RunDir
 
+    kw = {"progress": not args.no_progress, "fuse": not args.no_fuse, "factories": factories}
     if args.compare:
-        if args.views and not os.path.exists(os.path.join(args.run_dir, f"per_class_{args.views}.json")):
-            evaluate(args.run_dir, args.views, progress=not args.no_progress, fuse=not args.no_fuse)
-        if args.views and not os.path.exists(os.path.join(args.compare, f"per_class_{args.views}.json")):
-            evaluate(args.compare, args.views, progress=not args.no_progress, fuse=not args.no_fuse)
+        for run_dir in (args.run_dir, args.compare):
+            if args.views and RunDir(run_dir).read_per_class(args.views) is None:
+                evaluate(run_dir, args.views, **kw)
         rows = compare_runs(args.run_dir, args.compare, args.views)
         summary = group_summary(rows)
         if args.json:
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['class'][:28]:<28} {r['group']:<8} {r['a']:7.3f} {r['b']:7.3f} {r['diff']:+7.3f}")
         print("mean difference by group: " + ", ".join(f"{g} {v:+.3f}" for g, v in sorted(summary.items())))
         return 0
-    metrics = evaluate(args.run_dir, args.views, progress=not args.no_progress, fuse=not args.no_fuse)
+    metrics = evaluate(args.run_dir, args.views, **kw)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     return 0

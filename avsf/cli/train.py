@@ -28,12 +28,13 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, factories=None) -> int:
+    """`factories` (avsf.factories.Factories) builds the model and loaders; tests pass toys."""
     from avsf.train import TooManyFailedClips, TrainingDiverged, resolve_config, train
 
     cfg = resolve_config(variant=args.variant, config=args.config, scale=args.scale, sets=args.sets)
     try:
-        result = train(cfg, args.out, progress=not args.no_progress)
+        result = train(cfg, args.out, progress=not args.no_progress, factories=factories)
     except (TrainingDiverged, TooManyFailedClips) as e:
         print(f"avsf train: {e}", file=sys.stderr)
         return 1
