@@ -72,7 +72,7 @@ NOT_COMPARED = frozenset({
 only here describe the same run."""
 
 FROM_DATA = frozenset({"model.num_classes"})
-"""Keys whose planned value 0 means "take the dataset's" (the trainer resolves it)."""
+"""Keys whose value 0 means "take the dataset's" (the trainer resolves it)."""
 
 RESUME_KEYS = frozenset({
     "train.base_lr",
@@ -140,12 +140,13 @@ def config_diff(existing: dict[str, Any], planned: dict[str, Any]) -> list[str]:
     """`"key: <there> there, <planned> now"` for every compared key whose values differ.
 
     Keys present on one side only are not compared (a field added by a newer avsf leaves older
-    run folders resumable); neither are `NOT_COMPARED`, nor `FROM_DATA` keys planned as 0.
+    run folders resumable); neither are `NOT_COMPARED`, nor `FROM_DATA` keys that are 0 ("take the
+    data's") on either side.
     """
     a, b = flatten(existing), flatten(planned)
     diffs = []
     for k in sorted(set(a) & set(b)):
-        if k in NOT_COMPARED or k == RESUMED_WITH or (k in FROM_DATA and b[k] == 0):
+        if k in NOT_COMPARED or k == RESUMED_WITH or (k in FROM_DATA and 0 in (a[k], b[k])):
             continue
         if not _same_value(a[k], b[k]):
             diffs.append(f"{k}: {a[k]!r} there, {b[k]!r} now")

@@ -197,7 +197,9 @@ class _Trainer:
         if cfg.train.init_from and not self.run_dir.has_checkpoint():
             from avsf.weights import load_weights
 
-            self.log(f"avsf train: {load_weights(model, cfg.train.init_from, new_heads=HEAD_KEYS)}")
+            report = load_weights(model, cfg.train.init_from, new_heads=HEAD_KEYS)
+            if self.info.main:  # said even without progress output: what the run starts from
+                print(f"avsf train: train.init_from: {report}", file=sys.stderr, flush=True)
         if cfg.train.frozen_bn:
             freeze_bn(model)
         self.model = model
