@@ -1,13 +1,13 @@
 """Checks of a config against the dataset it will train on, run before any work or file write
-(the config alone is checked by `Config.validate`): class counts, labels inside the head,
-splits that exist, a batch that fits the training split."""
+(the config alone is checked by `Config.validate`, the dataset-dependent rules of the config by
+`avsf.config.validate_for_dataset`): what the trainer needs beyond those."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from avsf.config import Config, ConfigError
+from avsf.config import Config, ConfigError, validate_for_dataset
 
 
 def resolve_num_classes(cfg: Config, info: Any) -> None:
@@ -22,30 +22,21 @@ def resolve_num_classes(cfg: Config, info: Any) -> None:
                 setattr(cfg.model, attr, int(n))
 
 
-def _split_sizes(info: Any) -> dict[str, int]:
-    return dict(getattr(info, "split_sizes", None) or {})
-
-
 def check_against_dataset(cfg: Config, info: Any, *, world: int = 1) -> None:
-    """ConfigError naming the key, the value and what the dataset allows (see the module docstring)."""
+    """`avsf.config.validate_for_dataset` (class count, eval split, a batch that fits), then what
+    the trainer needs beyond it: clips in the validation split, a batch per process under
+    torchrun, every label inside the head. ConfigError naming the key or manifest row."""
+    validate_for_dataset(cfg, info)
     where = getattr(info, "root", None) or cfg.data.dataset
-    sizes = _split_sizes(info)
-    if sizes:
-        for split, key in (("train", "the training split"), ("val", "validation"), (cfg.eval.split, "eval.split")):
-            if sizes.get(split, 0) <= 0:
-                known = ", ".join(f"{k} ({v} clips)" for k, v in sizes.items() if v > 0)
-                raise ConfigError(f"{key}: split '{split}' of {where} has no clips (splits with clips: {known})")
-        per_process = sizes["train"] // max(world, 1)
-        if cfg.train.max_train_clips > 0:
-            per_process = min(per_process, cfg.train.max_train_clips)
+    sizes = dict(getattr(info, "split_sizes", None) or {})
+    if sizes and sizes.get("val", 0) <= 0:
+        known = ", ".join(f"{k} ({v} clips)" for k, v in sizes.items() if v > 0)
+        raise ConfigError(f"validation: split 'val' of {where} has no clips (splits with clips: {known})")
+    if sizes and world > 1:
+        per_process = min(sizes.get("train", 0) // world, cfg.train.max_train_clips or sizes.get("train", 0))
         if cfg.train.batch_size > per_process:
-            raise ConfigError(
-                f"train.batch_size: {cfg.train.batch_size} is larger than the {per_process} training clips "
-                f"per process ({where}, {world} process(es)); use at most {per_process}")
-    if cfg.model.head != "verb-noun" and cfg.model.num_classes < int(info.num_classes):
-        raise ConfigError(
-            f"model.num_classes: {cfg.model.num_classes} is below the {info.num_classes} classes of {where}; "
-            f"set it to 0 (take the dataset's count) or at least {info.num_classes}")
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is not allowed; {where} gives {per_process} "
+                              f"training clips to each of {world} processes: use <= {per_process}")
     check_labels(cfg, info)
 
 

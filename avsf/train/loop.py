@@ -99,6 +99,7 @@ def train(
     after each epoch's validation and checkpoint; an exception it raises stops the run (no
     result.json) and is re-raised. `factories` builds the model, loaders and dataset description.
     """
+    cfg.validate()  # a config built in code (not by build_config) is checked here too
     run = RunDir(out_dir)
     cfg = run.config_for(cfg)
     done = run.read_result()
