@@ -287,6 +287,7 @@ class RunDir:
         was = {k: flatten(_as_dict(cfg))[k] for k in changes}
         for k, v in changes.items():
             set_value(cfg, k, v)
+        cfg.validate()  # before anything is written
         now = {k: flatten(_as_dict(cfg))[k] for k in changes}
         history = list(raw.get(RESUMED_WITH) or [])
         history.append({"epoch": epoch, "step": step, "set": now, "was": was,

@@ -119,3 +119,22 @@ def toy_config(**sets):
             "model.num_classes": 0, "train.deterministic": True}
     base.update(sets)
     return build_config(scale="tiny", overrides=base)
+
+
+def after_forwards(n, action):
+    """A `wrap_model` that runs `action(model)` once the model has made `n` training forwards."""
+
+    def wrap(m):
+        fwd = m.forward
+
+        def forward(batch):
+            if m.training:
+                m.seen = getattr(m, "seen", 0) + 1
+                if m.seen > n:
+                    action(m)
+            return fwd(batch)
+
+        m.forward = forward
+        return m
+
+    return wrap

@@ -58,5 +58,5 @@ def test_compare_runs_per_class(runs, capsys):
 
 def test_eval_cli_prints_metrics(runs, capsys):
     a, _ = runs
-    assert _cli(["eval", str(a), "--views", "2x1", "--no-progress"]) == 0
+    assert _cli(["eval", str(a), "--views", "2x1", "--no-progress", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(json.loads((a / "result.json").read_text())["top1"])

@@ -26,9 +26,11 @@ from avsf.data import TooManyFailedClips
 from avsf.eval import inference as I
 from avsf.eval import metrics as M
 from avsf.factories import Factories
+from avsf.provenance import provenance
 from avsf.run import RunDir, RunFolderError, RunLocked, numbers_only
 from avsf.train import checkpoint as C
 from avsf.train.checks import check_against_dataset, resolve_num_classes
+from avsf.train.epoch import EpochClock, EpochSums
 from avsf.train.losses import avs_enabled, avs_loss, task_loss, with_audio_negative
 from avsf.train.schedule import lr_at, set_lr
 from avsf.train.setup import (
@@ -45,6 +47,10 @@ __all__ = ["train", "TrainingDiverged", "TooManyFailedClips", "resolve_num_class
 HEAD_KEYS = ("head.*", "*.head.*")
 """Classifier tensors (avsf's `ClassificationHead` is `.head`): `train.init_from` may bring
 another class count there; they keep their fresh initialisation."""
+
+
+SYNC_EVERY = 20
+"""Steps between the host's reads of the running loss (progress bar, divergence check)."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -69,17 +75,18 @@ def _batch_size(batch: dict) -> int:
     raise KeyError("cannot tell the batch size: no label/index/slow/audio in the batch")
 
 
-def _train_correct(out: dict, batch: dict) -> float:
+def _train_correct(out: dict, batch: dict) -> torch.Tensor:
+    """Clips of the batch whose top-1 is right (a device tensor: nothing is read back)."""
     with torch.no_grad():
         if "verb_logits" in out:
             v = M.topk_correct(out["verb_logits"].float(), batch["verb"], 1)
             n = M.topk_correct(out["noun_logits"].float(), batch["noun"], 1)
-            return float((v & n).sum())
+            return (v & n).sum()
         logits, label = out["logits"].float(), batch["label"]
         if label.dim() == 2:
             top = logits.argmax(1, keepdim=True)
-            return float((label.gather(1, top) > 0.5).sum())
-        return float(M.topk_correct(logits, label, 1).sum())
+            return (label.gather(1, top) > 0.5).sum()
+        return M.topk_correct(logits, label, 1).sum()
 
 
 # ---------------------------------------------------------------------------------------
@@ -90,6 +97,7 @@ def train(
     on_epoch: Callable[[int, dict], None] | None = None,
     progress: bool = True,
     factories: Factories | None = None,
+    resume_with: list[str] | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train `cfg` into run folder `out_dir`, resuming it if it holds a checkpoint.
 
@@ -98,23 +106,55 @@ def train(
     (avsf.run.RunConfigMismatch) before anything else. `on_epoch(epoch, metrics)` runs on rank 0
     after each epoch's validation and checkpoint; an exception it raises stops the run (no
     result.json) and is re-raised. `factories` builds the model, loaders and dataset description.
+    `resume_with` ("train.base_lr=0.01", ... or a dict): resume the unfinished run from its last
+    checkpoint with these optimisation keys changed (`avsf.run.RESUME_KEYS`), recorded in config.json.
     """
     cfg.validate()  # a config built in code (not by build_config) is checked here too
     run = RunDir(out_dir)
     cfg = run.config_for(cfg)
-    done = run.read_result()
-    if done is not None:
-        return done
+    changes = _changes(resume_with)
+    if changes:
+        if run.is_done():
+            raise RunFolderError(f"{run.path} is finished (result.json); --resume-with applies to an unfinished run")
+        if not run.has_checkpoint():
+            raise RunFolderError(f"{run.path} holds no checkpoint to resume; it accepts a changed config as it is: "
+                                 f"run it again with --set KEY=VALUE instead of --resume-with")
+    else:
+        done = run.read_result()
+        if done is not None:
+            return done
     info = D.setup()
     threads = torch.get_num_threads()
     try:
         with _exclusive(run, info):
+            if changes:
+                cfg = _record_resume_with(run, changes, info)
             torch.set_num_threads(cpu_threads(cfg, info))
             with determinism(cfg.train.deterministic, info.device):
                 return _Trainer(copy.deepcopy(cfg), run, info, factories or Factories(), on_epoch, progress).run()
     finally:
         torch.set_num_threads(threads)
         D.teardown(info)
+
+
+def _changes(resume_with: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    if not resume_with:
+        return {}
+    if isinstance(resume_with, dict):
+        return dict(resume_with)
+    from avsf.config import parse_override
+
+    return dict(parse_override(text) for text in resume_with)
+
+
+def _record_resume_with(run: RunDir, changes: dict[str, Any], info: D.DistInfo) -> Config:
+    """Rank 0 records the changes in config.json (with the checkpoint's epoch and step); every
+    rank then runs the changed config."""
+    if info.main:
+        state = run.load_checkpoint()["state"]
+        run.record_resume_with(changes, epoch=int(state["epoch"]), step=int(state["step"]))
+    D.barrier(info)
+    return run.load_config()
 
 
 @contextmanager
@@ -151,6 +191,7 @@ class _Trainer:
             "train_time_s": 0.0, "failed_clips": 0, "epoch_stats": None, "last_val": {},
         }
         self.resumed: dict[str, Any] | None = None
+        self.good: tuple[int, int] | None = None  # (epoch, step) of the checkpoint on disk
 
     def log(self, msg: str) -> None:
         _log(msg, self.info, self.progress)
@@ -221,6 +262,7 @@ class _Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.state.update(ckpt["state"])
         self.resumed = ckpt
+        self.good = (self.state["epoch"] + (1 if self.state["batch"] else 0), self.state["step"])
         if self.info.main:
             self.run_dir.keep_metrics(self.state["metric_lines"])
         D.barrier(self.info)
@@ -255,8 +297,7 @@ class _Trainer:
             C.set_rng_state(self._mine(resumed["epoch_start_rng"] if skip else resumed["rng"]))
         self.epoch_start_rng = C.rng_state()
         loader, iters = self._loader(epoch)
-        stats = dict(self.state["epoch_stats"]) if skip and self.state["epoch_stats"] else {
-            "loss": 0.0, "avs": 0.0, "correct": 0.0, "count": 0.0, "seen_batches": 0.0}
+        sums = EpochSums(self.device, self.state["epoch_stats"] if skip else None)
         set_train_mode(self.net, self.cfg)
         it = iter(loader)
         for _ in range(skip):  # the loader position of a mid-epoch checkpoint
@@ -266,25 +307,35 @@ class _Trainer:
         epochs = self.cfg.train.epochs
         bar = tqdm(total=iters, initial=skip, desc=f"epoch {epoch + 1}/{epochs}", unit="it", dynamic_ncols=True,
                    leave=False, disable=not (self.progress and self.info.main and self.tty))
-        lr = lr_at(self.cfg.train, epoch + skip / iters)
+        clock, lr, every = EpochClock(self.device), lr_at(self.cfg.train, epoch + skip / iters), 0
         for i in range(skip, iters):
-            batch = next(it, None)
+            batch = clock.next_batch(it)
             if batch is None:
                 break
-            lr = self.step(batch, epoch, i, iters, stats)
-            bar.set_postfix(loss=f"{stats['last_loss']:.3f}", lr=f"{lr:.4g}", refresh=False)
+            lr = self.step(batch, epoch, i, iters, sums)
             bar.update(1)
-            every = self.cfg.train.checkpoint_every_steps
-            global_step = epoch * iters + i + 1
+            global_step, every = epoch * iters + i + 1, self.cfg.train.checkpoint_every_steps
+            if (i + 1) % SYNC_EVERY == 0:  # the host looks at the running loss only now and then
+                bar.set_postfix(loss=f"{self.check(sums, iters)['last_loss']:.3f}", lr=f"{lr:.4g}", refresh=False)
             if every > 0 and global_step % every == 0 and i + 1 < iters:
-                self.save(dict(self.state, epoch=epoch, batch=i + 1, step=global_step, epoch_stats=dict(stats),
+                stats = self.check(sums, iters)
+                self.save(dict(self.state, epoch=epoch, batch=i + 1, step=global_step, epoch_stats=stats,
                                train_time_s=self.state["train_time_s"] + time.perf_counter() - self.t_epoch),
                           mid_epoch=True)
         bar.close()
-        return self.train_row(epoch, iters, loader, stats, lr), iters
+        stats = self.check(sums, iters)
+        row = self.train_row(epoch, iters, loader, stats, lr)
+        row.update(clock.row(row["clips"] - self._clips_before(skip, stats)))
+        return row, iters
 
-    def step(self, batch: dict, epoch: int, i: int, iters: int, stats: dict) -> float:
-        """One optimisation step; adds its loss and correct count to `stats`; returns the rate."""
+    def _clips_before(self, skip: int, stats: dict) -> float:
+        """Clips of this epoch trained before a mid-epoch resume (not this session's throughput)."""
+        if not skip or not self.state["epoch_stats"]:
+            return 0.0
+        return self.state["epoch_stats"]["count"] * self.info.world
+
+    def step(self, batch: dict, epoch: int, i: int, iters: int, sums: EpochSums) -> float:
+        """One optimisation step, added to `sums` on the device; returns the learning rate."""
         cfg, epochs = self.cfg, self.cfg.train.epochs
         step = epoch * iters + i
         lr = lr_at(cfg.train, epoch + i / iters)
@@ -298,26 +349,35 @@ class _Trainer:
         aux = avs_loss(out.get("sync"), cfg) if self.avs_on else None
         if aux is not None:
             loss = loss + aux
-        bad = not torch.isfinite(loss.detach()).all().item()
-        if self.info.active:
-            bad = D.any_true(bad, self.info)
-        if bad:
-            raise TrainingDiverged(
-                f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} (iteration {i + 1} of "
-                f"{iters}); stopped. The last good checkpoint ({self.run_dir.checkpoint_path}) is kept; lower "
-                f"train.base_lr or check the data, then run the same command again to resume from it."
-            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        n = _batch_size(batch)
-        stats["last_loss"] = float(loss.detach())
-        stats["loss"] += stats["last_loss"] * n
-        stats["avs"] += float(aux.detach()) * n if aux is not None else 0.0
-        stats["correct"] += _train_correct(out, batch)
-        stats["count"] += n
-        stats["seen_batches"] += 1
+        sums.add(step, loss, aux, _train_correct(out, batch), _batch_size(batch))
         return lr
+
+    def check(self, sums: EpochSums, iters: int) -> dict[str, Any]:
+        """Read the sums (a device sync); a step whose loss was not finite or blew up on any
+        process stops the run (TrainingDiverged), naming the first such step."""
+        stats = sums.read()
+        bad = [(s["first_bad"], s["bad_loss"]) for s in D.gather_objects(stats, self.info) if s["first_bad"] >= 0]
+        if bad:
+            step, loss = min(bad)
+            raise self.diverged(f"the loss became {loss:g} at epoch {step // iters + 1}, step {step + 1} "
+                                f"(iteration {step % iters + 1} of {iters})")
+        return stats
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        """The error, with advice that works as written: resume the last good checkpoint with a
+        lower rate (`--resume-with`), or, when there is none, rerun the folder with one."""
+        lower = f"train.base_lr={self.cfg.train.base_lr / 10:g}"
+        path = self.run_dir.path
+        if self.good is None:
+            advice = (f"no checkpoint was kept, so {path} holds no progress and accepts a changed config: run the "
+                      f"same command with a lower learning rate, e.g. --set {lower}")
+        else:
+            advice = (f"the last good checkpoint (epoch {self.good[0]}, step {self.good[1]}) is kept in {path}; "
+                      f"resume from it with a lower learning rate: avsf train --out {path} --resume-with {lower}")
+        return TrainingDiverged(f"{what}; stopped. {advice}")
 
     def train_row(self, epoch: int, iters: int, loader: Any, stats: dict, lr: float) -> dict[str, Any]:
         """The epoch's metrics.jsonl train row (all processes' clips); too many broken clips stop the run."""
@@ -386,6 +446,10 @@ class _Trainer:
         self.call_hook(epoch, train_row, val_row)
 
     def save(self, state: dict[str, Any], *, mid_epoch: bool) -> None:
+        """Write the checkpoint, unless the weights blew up: the file on disk stays the last good one."""
+        if not C.weights_ok(self.model):
+            raise self.diverged(f"the weights reached |w| = {C.largest_weight(self.model):g} (>= {C.BLOW_UP:g}) "
+                                f"by epoch {state['epoch'] + (1 if mid_epoch else 0)}, step {state['step']}")
         rngs = D.gather_objects(C.rng_state(), self.info)
         ckpt = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "state": state,
                 "config": self.cfg.to_dict(), "rng": rngs}
@@ -394,6 +458,7 @@ class _Trainer:
         if self.info.main:
             self.run_dir.save_checkpoint(ckpt)
         D.barrier(self.info)
+        self.good = (state["epoch"] + (1 if mid_epoch else 0), state["step"])
 
     def call_hook(self, epoch: int, train_row: dict, val_row: dict | None) -> None:
         """The caller's hook (pruning): rank 0 decides, every rank stops."""
@@ -433,6 +498,7 @@ class _Trainer:
             self.log(f"avsf train: could not count FLOPs ({e}); gflops left out of result.json")
             result["params_m"] = sum(p.numel() for p in self.model.parameters()) / 1e6
         result = numbers_only(result)
+        result["provenance"] = provenance()
         if self.info.main:
             self.run_dir.write_per_class(s.per_class)
             self.run_dir.write_result(result)
