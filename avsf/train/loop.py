@@ -30,6 +30,7 @@ from avsf.provenance import provenance
 from avsf.run import RunDir, RunFolderError, RunLocked, numbers_only
 from avsf.train import checkpoint as C
 from avsf.train.checks import check_against_dataset, resolve_num_classes
+from avsf.train.convergence import plateaued
 from avsf.train.epoch import EpochClock, EpochSums
 from avsf.train.losses import avs_enabled, avs_loss, task_loss, with_audio_negative
 from avsf.train.schedule import lr_at, set_lr
@@ -189,6 +190,7 @@ class _Trainer:
         self.state: dict[str, Any] = {
             "epoch": 0, "batch": 0, "step": 0, "metric_lines": 0, "best_val": None, "best_epoch": 0,
             "train_time_s": 0.0, "failed_clips": 0, "epoch_stats": None, "last_val": {},
+            "val_history": [], "converged": False, "stopped_early": False,
         }
         self.resumed: dict[str, Any] | None = None
         self.good: tuple[int, int] | None = None  # (epoch, step) of the checkpoint on disk
@@ -200,6 +202,8 @@ class _Trainer:
         self.prepare()
         self.build()
         for epoch in range(self.state["epoch"], self.cfg.train.epochs):
+            if self.state["stopped_early"]:  # decided before a kill; the checkpoint remembers
+                break
             train_row, iters = self.train_epoch(epoch)
             val_row = self.validate(epoch, iters)
             self.end_epoch(epoch, iters, train_row, val_row)
@@ -420,10 +424,14 @@ class _Trainer:
         if (epoch + 1) % max(self.cfg.train.eval_every_epochs, 1) and epoch + 1 != epochs:
             return None
         s = self._score("val", "test", f"val {epoch + 1}/{epochs}", views=(1, 1))
-        self.state["failed_clips"] += s.failed
-        self.state["last_val"] = s.metrics
-        if self.state["best_val"] is None or s.metrics["top1"] > self.state["best_val"]:
-            self.state["best_val"], self.state["best_epoch"] = s.metrics["top1"], epoch + 1
+        st, t = self.state, self.cfg.train
+        st["failed_clips"] += s.failed
+        st["last_val"] = s.metrics
+        if st["best_val"] is None or s.metrics["top1"] > st["best_val"]:
+            st["best_val"], st["best_epoch"] = s.metrics["top1"], epoch + 1
+        st["val_history"] = [*st["val_history"], float(s.metrics["top1"])]
+        st["converged"] = plateaued(st["val_history"], t.plateau_window, t.plateau_tol)
+        st["stopped_early"] = t.early_stop and st["converged"] and t.min_epochs <= epoch + 1 < t.epochs
         return {"epoch": epoch + 1, "step": (epoch + 1) * iters, "split": "val", **s.metrics}
 
     def end_epoch(self, epoch: int, iters: int, train_row: dict, val_row: dict | None) -> None:
@@ -442,7 +450,8 @@ class _Trainer:
         self.save(dict(self.state), mid_epoch=False)
         self.log(f"epoch {epoch + 1}/{self.cfg.train.epochs}: loss {train_row['loss']:.4f}, train error "
                  f"{100 * train_row['train_error']:.1f}%"
-                 + (f", val top-1 {100 * val_row['top1']:.1f}%" if val_row else "") + f" ({elapsed:.1f} s)")
+                 + (f", val top-1 {100 * val_row['top1']:.1f}%" if val_row else "") + f" ({elapsed:.1f} s)"
+                 + (" - converged, stopping early (train.early_stop)" if self.state["stopped_early"] else ""))
         self.call_hook(epoch, train_row, val_row)
 
     def save(self, state: dict[str, Any], *, mid_epoch: bool) -> None:
@@ -476,7 +485,7 @@ class _Trainer:
 
     # -- the end ------------------------------------------------------------------------
     def finish(self) -> dict[str, Any]:
-        """Multi-view test; result.json (written last), per_class.json."""
+        """Multi-view test of the final weights; per_class.json, predictions.json, then result.json."""
         cfg, state = self.cfg, self.state
         t0 = time.perf_counter()
         s = self._score(cfg.eval.split, "test", f"test {cfg.eval.temporal_views}x{cfg.eval.spatial_views}")
@@ -487,6 +496,8 @@ class _Trainer:
             "best_val_top1": state["best_val"] if state["best_val"] is not None else float("nan"),
             "best_epoch": state["best_epoch"],
             "epochs": cfg.train.epochs,
+            "stopped_epoch": state["epoch"],
+            "converged": int(state["converged"]),
             "train_time_s": state["train_time_s"],
             "test_time_s": time.perf_counter() - t0,
             "failed_clips": state["failed_clips"],
@@ -501,6 +512,7 @@ class _Trainer:
         result["provenance"] = provenance()
         if self.info.main:
             self.run_dir.write_per_class(s.per_class)
+            self.run_dir.write_predictions(s.predictions)
             self.run_dir.write_result(result)
             self.log(f"avsf train: done; test top-1 {100 * result.get('top1', float('nan')):.1f}% -> "
                      f"{self.run_dir.result_path}")
