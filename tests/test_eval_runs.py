@@ -60,3 +60,45 @@ def test_eval_cli_prints_metrics(runs, capsys):
     a, _ = runs
     assert _cli(["eval", str(a), "--views", "2x1", "--no-progress", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(json.loads((a / "result.json").read_text())["top1"])
+
+
+def test_eval_with_set_overrides_writes_its_own_files(runs):
+    a, _ = runs
+    m = evaluate(a, sets=["eval.split=val"], progress=False, factories=F.TOYS)
+    assert m["clips"] == F.N_CLIPS["val"] and m["set"] == ["eval.split=val"]
+    tagged = [p.name for p in a.glob("eval_2x1-*.json")]
+    assert len(tagged) == 1 and json.loads((a / tagged[0]).read_text()) == m
+    assert not (a / "eval_2x1.json").exists()  # the run's own views file is not overwritten
+    with pytest.raises(ConfigError, match="unknown config key"):
+        evaluate(a, sets=["eval.splitt=val"], progress=False, factories=F.TOYS)
+
+
+def test_eval_a_bare_checkpoint_with_a_config(runs, tmp_path, capsys):
+    import torch
+
+    from avsf.run import RunDir
+
+    a, _ = runs
+    result = json.loads((a / "result.json").read_text())
+    bare = tmp_path / "bare.pt"
+    torch.save(RunDir(a).load_checkpoint()["model"], bare)  # a plain state dict
+    argv = ["eval", "--checkpoint", str(bare), "--config", "/dev/null", "--scale", "tiny", "--no-progress", "--json"]
+    assert _cli(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["top1"] == pytest.approx(result["top1"])
+    partial = {k: v for k, v in torch.load(bare).items() if not k.startswith("a.")}
+    torch.save({"model_state": partial}, bare)
+    with pytest.raises(ConfigError, match="lacks 2 of the model's tensors"):
+        _cli(argv)
+    with pytest.raises(ConfigError, match="needs --config FILE or --variant NAME"):
+        _cli(["eval", "--checkpoint", str(bare)])
+    with pytest.raises(ConfigError, match="one of them"):
+        _cli(["eval"])
+
+
+def test_human_output_is_in_percent(runs, capsys):
+    a, _ = runs
+    result = json.loads((a / "result.json").read_text())
+    assert _cli(["eval", str(a), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"top1 {100 * result['top1']:.1f}%" in out and "temporal_views 2" in out

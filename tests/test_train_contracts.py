@@ -119,3 +119,23 @@ def test_the_real_loader_draws_the_same_clips_for_every_variant(tmp_path):
     for same_epoch in per_epoch:
         assert all(s == same_epoch[0] for s in same_epoch)
     assert per_epoch[0][0] != per_epoch[1][0]  # a new epoch, a new order
+
+
+def test_tensorboard_scalars_are_the_metrics_rows(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(F.toy_config(**{"train.tensorboard": True}), tmp_path / "run")
+    run = RunDir(tmp_path / "run")
+    acc = EventAccumulator(str(run.tensorboard_dir))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/top1", "train/data_wait_share", "train/clips_per_s", "val/top1"} <= tags
+    rows = run.read_metrics()
+    for split, key in (("train", "loss"), ("train", "lr"), ("val", "top1")):
+        want = [(m["epoch"], m[key]) for m in rows if m["split"] == split]
+        got = [(e.step, e.value) for e in acc.Scalars(f"{split}/{key}")]
+        assert [s for s, _ in got] == [s for s, _ in want]
+        assert [v for _, v in got] == pytest.approx([v for _, v in want], rel=1e-6)  # stored as float32
+    assert not (tmp_path / "plain").exists()
+    train(F.toy_config(**{"train.epochs": 1}), tmp_path / "plain")
+    assert not RunDir(tmp_path / "plain").tensorboard_dir.exists()  # off by default

@@ -196,3 +196,16 @@ def test_cli_reports_the_data_packages_too_many_failed_clips(tmp_path, capsys):
     assert _cli(argv, F.factories(fail_every=2)) == 1
     err = capsys.readouterr().err
     assert "could not be decoded" in err and "avsf data preview" in err and "Traceback" not in err
+
+
+def test_cli_prints_percent_and_json_and_turns_tensorboard_on(tmp_path, capsys):
+    argv = ["train", "--config", "/dev/null", "--scale", "tiny", "--out", str(tmp_path / "run"), "--no-progress",
+            "--set", "train.batch_size=8", "--set", "train.epochs=1", "--tensorboard"]
+    assert _cli(argv, F.TOYS) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    out = capsys.readouterr().out
+    assert f"top1 {100 * result['top1']:.1f}%" in out and "provenance" not in out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["tensorboard"] is True
+    assert any((tmp_path / "run" / "tb").iterdir())
+    assert _cli(argv + ["--json"], F.TOYS) == 0  # finished: the result again, as JSON fractions
+    assert json.loads(capsys.readouterr().out) == result

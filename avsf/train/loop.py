@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from avsf import distributed as D
-from avsf.config import Config
+from avsf.config import Config, ConfigError
 from avsf.data import TooManyFailedClips
 from avsf.eval import inference as I
 from avsf.eval import metrics as M
@@ -176,6 +176,35 @@ def _exclusive(run: RunDir, info: D.DistInfo) -> Iterator[None]:
         yield
 
 
+class _Board:
+    """train.tensorboard: the per-epoch scalars of metrics.jsonl's rows, through
+    torch.utils.tensorboard, into the run folder's tb/. Accuracies stay fractions, as in the rows."""
+
+    TRAIN = ("loss", "lr", "top1", "train_error", "avs_loss", "clips_per_s", "data_wait_share", "peak_mem_mb")
+
+    def __init__(self, folder: Path, start_epoch: int):
+        self.folder, self.start = folder, start_epoch
+
+    def __enter__(self) -> _Board:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step: a resumed run drops the scalars a killed run wrote after its checkpoint
+        self.writer = SummaryWriter(log_dir=str(self.folder), purge_step=self.start + 1 if self.start else None)
+        return self
+
+    def write(self, epoch: int, train_row: dict[str, Any], val_row: dict[str, Any] | None) -> None:
+        for k in self.TRAIN:
+            if k in train_row:
+                self.writer.add_scalar(f"train/{k}", train_row[k], epoch)
+        for k, v in (val_row or {}).items():
+            if k not in ("epoch", "step", "split", "time_s") and isinstance(v, (int, float)):
+                self.writer.add_scalar(f"val/{k}", v, epoch)
+        self.writer.flush()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.writer.close()
+
+
 class _Trainer:
     """One run: `run()` = prepare, build, epochs (train, validate, record), test."""
 
@@ -194,6 +223,7 @@ class _Trainer:
         }
         self.resumed: dict[str, Any] | None = None
         self.good: tuple[int, int] | None = None  # (epoch, step) of the checkpoint on disk
+        self.board: _Board | None = None
 
     def log(self, msg: str) -> None:
         _log(msg, self.info, self.progress)
@@ -201,12 +231,15 @@ class _Trainer:
     def run(self) -> dict[str, Any]:
         self.prepare()
         self.build()
-        for epoch in range(self.state["epoch"], self.cfg.train.epochs):
-            if self.state["stopped_early"]:  # decided before a kill; the checkpoint remembers
-                break
-            train_row, iters = self.train_epoch(epoch)
-            val_row = self.validate(epoch, iters)
-            self.end_epoch(epoch, iters, train_row, val_row)
+        with ExitStack() as stack:
+            if self.cfg.train.tensorboard and self.info.main:
+                self.board = stack.enter_context(_Board(self.run_dir.tensorboard_dir, self.state["epoch"]))
+            for epoch in range(self.state["epoch"], self.cfg.train.epochs):
+                if self.state["stopped_early"]:  # decided before a kill; the checkpoint remembers
+                    break
+                train_row, iters = self.train_epoch(epoch)
+                val_row = self.validate(epoch, iters)
+                self.end_epoch(epoch, iters, train_row, val_row)
         return self.finish()
 
     # -- before the first step --------------------------------------------------------
@@ -216,6 +249,12 @@ class _Trainer:
         cfg, info, run = self.cfg, self.info, self.run_dir
         if cfg.train.precision == "bf16" and self.device.type != "cuda":
             self.log("avsf train: train.precision=bf16 needs CUDA; running fp32 on the CPU")
+        if cfg.train.tensorboard:
+            try:
+                import torch.utils.tensorboard  # noqa: F401
+            except ImportError:
+                raise ConfigError("train.tensorboard: true needs the tensorboard package "
+                                  "(pip install 'avsf[tracking]'), or set it to false") from None
         if info.main:  # rank 0 generates the synthetic data, the others wait
             self.dataset = self.f.dataset_info(cfg)
         D.barrier(info)
@@ -448,6 +487,8 @@ class _Trainer:
                           metric_lines=self.state["metric_lines"] + 1 + (val_row is not None))
         self.resumed = None
         self.save(dict(self.state), mid_epoch=False)
+        if self.board is not None:
+            self.board.write(epoch + 1, train_row, val_row)
         self.log(f"epoch {epoch + 1}/{self.cfg.train.epochs}: loss {train_row['loss']:.4f}, train error "
                  f"{100 * train_row['train_error']:.1f}%"
                  + (f", val top-1 {100 * val_row['top1']:.1f}%" if val_row else "") + f" ({elapsed:.1f} s)"
