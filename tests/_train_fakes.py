@@ -3,8 +3,11 @@ docs/architecture.md, so the training loop can be tested in milliseconds on its 
 
 from __future__ import annotations
 
+import os
+import subprocess
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -138,3 +141,41 @@ def after_forwards(n, action):
         return m
 
     return wrap
+
+
+HOLD_LOCK = """
+import sys, time
+from avsf.run import RunDir
+with RunDir(sys.argv[1]).lock():
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+"""`python -c HOLD_LOCK DIR`: a process that holds DIR's run lock until killed."""
+
+
+def metric_rows(run):
+    """metrics.jsonl's rows without the wall-clock readings, which differ between any two runs."""
+    from avsf.run import RunDir
+
+    rows = RunDir(run).read_metrics()
+    for r in rows:
+        for k in ("time_s", "clips_per_s", "data_wait_share", "peak_mem_mb"):
+            r.pop(k, None)
+    return rows
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody may write: a read-only tmpfs as root (root ignores modes), else mode 0555."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("root without mount: cannot make a read-only folder")
+        yield ro
+        subprocess.run(["umount", str(ro)], check=True)
+    else:
+        ro.chmod(0o555)
+        yield ro
+        ro.chmod(0o755)

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+import _train_fakes as F
+
 VOLATILE = {"train_time_s", "test_time_s", "provenance"}  # wall clock, and when/where it ran
 TINY = ["--config", os.devnull, "--scale", "tiny", "--set", "train.num_threads=1", "--no-progress", "--json"]
 
@@ -32,11 +34,7 @@ def _result(run):
 
 
 def _metric_lines(run):
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:  # wall-clock readings differ between any two runs
-        for k in ("time_s", "clips_per_s", "data_wait_share", "peak_mem_mb"):
-            r.pop(k, None)
-    return rows
+    return F.metric_rows(run)
 
 
 @pytest.mark.slow

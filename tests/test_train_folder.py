@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import _train_fakes as F
+from _train_fakes import read_only_dir  # noqa: F401 - a fixture
 from avsf.config import ConfigError
 from avsf.run import RunConfigMismatch, RunDir, RunFolderError, RunLocked
 from avsf.train import TrainingDiverged
@@ -35,18 +36,9 @@ def _files(path):
     return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else []
 
 
-_HOLD = """
-import sys, time
-from avsf.run import RunDir
-with RunDir(sys.argv[1]).lock():
-    print("locked", flush=True)
-    time.sleep(60)
-"""
-
-
 def test_a_second_trainer_on_the_same_folder_gets_a_clear_error(tmp_path, capsys):
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run)], stdout=subprocess.PIPE, text=True,
+    holder = subprocess.Popen([sys.executable, "-c", F.HOLD_LOCK, str(run)], stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -113,22 +105,6 @@ def test_leftover_temporaries_are_removed_and_a_damaged_result_is_redone(tmp_pat
     again = train(F.toy_config(**{"train.epochs": 1}), run.path)  # tests the final checkpoint again
     assert not any(p.exists() for p in stale)
     assert run.read_result() == again and again["top1"] == first["top1"]
-
-
-@pytest.fixture
-def read_only_dir(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    if os.geteuid() == 0:
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
-                          capture_output=True).returncode != 0:
-            pytest.skip("root without mount: cannot make a read-only folder")
-        yield ro
-        subprocess.run(["umount", str(ro)], check=True)
-    else:
-        ro.chmod(0o555)
-        yield ro
-        ro.chmod(0o755)
 
 
 def test_read_only_output_folder_fails_before_work(read_only_dir):

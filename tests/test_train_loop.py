@@ -27,11 +27,7 @@ def _stable(result):
 
 
 def _lines(run):
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:  # wall-clock readings differ between any two runs
-        for k in ("time_s", "clips_per_s", "data_wait_share", "peak_mem_mb"):
-            r.pop(k, None)
-    return rows
+    return F.metric_rows(run)
 
 
 def test_run_folder_contents(tmp_path):

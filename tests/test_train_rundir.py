@@ -9,6 +9,9 @@ import time
 
 import pytest
 
+import _train_fakes as F
+from _train_fakes import read_only_dir  # noqa: F401 - a fixture
+
 from avsf.config import build_config
 from avsf.io import atomic_write_json
 from avsf.run import (
@@ -114,18 +117,9 @@ def test_load_config_errors_name_the_folder(tmp_path):
         RunDir(tmp_path).load_config()
 
 
-_HOLD = """
-import sys, time
-from avsf.run import RunDir
-with RunDir(sys.argv[1]).lock():
-    print("locked", flush=True)
-    time.sleep(60)
-"""
-
-
 def test_lock_is_exclusive_and_a_dead_holder_does_not_block(tmp_path):
     run = RunDir(tmp_path / "r")
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(run.path)], stdout=subprocess.PIPE, text=True,
+    holder = subprocess.Popen([sys.executable, "-c", F.HOLD_LOCK, str(run.path)], stdout=subprocess.PIPE, text=True,
                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -162,23 +156,6 @@ def test_files_get_the_umask_mode_not_mkstemp_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o640
     assert stat.S_IMODE(RunDir(tmp_path / "r").checkpoint_path.stat().st_mode) == 0o640
-
-
-@pytest.fixture
-def read_only_dir(tmp_path):
-    """A folder nobody may write: a read-only tmpfs as root (root ignores modes), else mode 0555."""
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    if os.geteuid() == 0:
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
-                          capture_output=True).returncode != 0:
-            pytest.skip("root without mount: cannot make a read-only folder")
-        yield ro
-        subprocess.run(["umount", str(ro)], check=True)
-    else:
-        ro.chmod(0o555)
-        yield ro
-        ro.chmod(0o755)
 
 
 def test_read_only_folder_is_a_clear_error(read_only_dir):
