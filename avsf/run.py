@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avsf.config import ConfigError, flatten
-from avsf.io import atomic_torch_save, atomic_write_json, atomic_write_text, load_torch_file
+from avsf.io import UnreadableFile, atomic_torch_save, atomic_write_json, atomic_write_text, load_torch_file
 
 if TYPE_CHECKING:
     from avsf.config import Config
@@ -374,7 +374,14 @@ class RunDir:
         file is a clear error naming it."""
         if not self.has_checkpoint():
             raise RunFolderError(f"{self.path} has no checkpoint ({CHECKPOINT_FILE}); train it first")
-        state = load_torch_file(self.checkpoint_path, map_location=map_location)
+        try:
+            state = load_torch_file(self.checkpoint_path, map_location=map_location)
+        except UnreadableFile as e:
+            if "holds objects" not in str(e):
+                raise
+            raise UnreadableFile(f"{e}. A checkpoint written by an avsf from before weights-only loading (numpy "
+                                 f"RNG state inside) is refused the same way: if this run is that old, move "
+                                 f"{self.checkpoint_path.name} away and it restarts from scratch") from None
         if not isinstance(state, dict) or "model" not in state:
             raise RunFolderError(f"{self.checkpoint_path} is not an avsf checkpoint (no 'model' entry)")
         return state

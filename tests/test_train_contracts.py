@@ -139,3 +139,15 @@ def test_tensorboard_scalars_are_the_metrics_rows(tmp_path):
     assert not (tmp_path / "plain").exists()
     train(F.toy_config(**{"train.epochs": 1}), tmp_path / "plain")
     assert not RunDir(tmp_path / "plain").tensorboard_dir.exists()  # off by default
+
+
+def test_num_classes_follows_the_data_at_every_scale_unless_set(tmp_path):
+    from avsf.train import resolve_config
+
+    for scale in ("tiny", "small", "paper"):
+        assert build_config(scale=scale).model.num_classes == 0, scale
+    cfg = build_config(scale="paper", overrides={"train.epochs": 1, "train.warmup_epochs": 0.5})
+    assert train(cfg, tmp_path / "run")["num_classes"] == F.NUM_CLASSES  # not a 400-way head
+    assert build_config(scale="paper", overrides={"model.num_classes": 400}).model.num_classes == 400
+    charades = resolve_config(variant="table4/avslowfast-r101-nl", scale="paper")
+    assert charades.model.num_classes == 157  # a variant that sets it keeps it
