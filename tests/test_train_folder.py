@@ -67,6 +67,8 @@ def test_nothing_is_written_before_the_checks_pass_and_a_corrected_config_is_acc
         train(F.toy_config(**{"train.batch_size": 100}), run)
     with pytest.raises(ConfigError, match="model.num_classes: 2 is not allowed; .* 4 classes"):
         train(F.toy_config(**{"model.num_classes": 2}), run)
+    with pytest.raises(ConfigError, match="eval.split: 'nope' is not allowed"):
+        train(F.toy_config(**{"eval.split": "nope"}), run)  # before training, not after it
     assert not RunDir(run).config_path.exists() and not RunDir(run).metrics_path.exists()
     # a run killed before its first checkpoint leaves config.json and rows: no progress, so a
     # corrected config is accepted and the stale rows are dropped
