@@ -39,7 +39,7 @@ from avsf.study.tomlspec import default_train
 
 __all__ = [
     "OBJECTIVE_KEYS", "Objective", "Param", "SearchError", "SearchOptions", "SearchResult", "SearchSpec",
-    "best_trials", "check_storage_url", "default_storage_url", "format_summary", "load_search", "make_pruner",
+    "best_trials", "check_storage_url", "default_storage_url", "format_summary", "format_value", "load_search", "make_pruner",
     "make_sampler", "make_storage", "open_study", "parse_search", "public_url", "run_search", "summarize",
 ]
 
@@ -145,6 +145,7 @@ def summarize(study: Any, *, url: str, ran: list[int] | None = None) -> dict[str
         "study_name": study.study_name,
         "storage": public_url(url),
         "directions": [d.name.lower() for d in study.directions],
+        "objectives": list(study.user_attrs.get("avsf_objectives") or []),  # what `values` are (accuracy: 0..1)
         "n_trials": sum(c.values()),
         "n_complete": c["COMPLETE"],
         "n_pruned": c["PRUNED"],
@@ -375,7 +376,7 @@ class _Worker:
             if not self.spec.multi_objective:
                 trial.report(float(top1), int(epoch))
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"epoch {epoch}: val top-1 {top1:.4g} below the pruner's bar")
+                    raise optuna.TrialPruned(f"epoch {epoch}: val top-1 {100 * top1:.1f}% below the pruner's bar")
 
         return on_epoch
 
@@ -407,9 +408,14 @@ class _Worker:
             self.study.tell(trial, state=TrialState.FAIL)
             return "FAIL"
         self.study.tell(trial, [float(values[o.key]) for o in self.spec.objectives])
-        self.log(f"[search {self.spec.name}] trial {trial.number} done: val top-1 {val_top1:.4g}, "
+        self.log(f"[search {self.spec.name}] trial {trial.number} done: val top-1 {100 * val_top1:.1f}%, "
                  f"{gflops:.3f} GFLOPs")
         return "COMPLETE"
+
+
+def format_value(key: str, value: float) -> str:
+    """An objective's value for people: accuracies in percent, GFLOPs as such."""
+    return f"{key} {100 * value:.1f}%" if key in ("val_top1", "top1") else f"{key} {value:.3f}"
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -418,8 +424,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"{summary['n_pruned']} pruned, {summary['n_fail']} failed, {summary['n_running']} running "
         f"({len(summary['ran'])} run by this worker)"
     ]
+    keys = [o.partition(":")[0] for o in summary.get("objectives") or []]
     for b in summary["best_trials"]:
         ps = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["params"].items())
-        vals = ", ".join(f"{v:.4g}" for v in b["values"] or [])
-        lines.append(f"  best trial {b['number']}: {ps} -> [{vals}]  ({b['run_dir']})")
+        values = b["values"] or []
+        vals = ", ".join(format_value(k, v) for k, v in zip(keys, values)) if len(keys) == len(values) else \
+            ", ".join(f"{v:.4g}" for v in values)
+        lines.append(f"  best trial {b['number']}: {ps} -> {vals}  ({b['run_dir']})")
     return "\n".join(lines)
