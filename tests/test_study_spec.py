@@ -201,3 +201,46 @@ def test_shipped_studies_cite_registered_rows():
         for v in load_study(path).variants:
             if v.paper:
                 assert v.row in ROWS and v.paper == ROWS[v.row].paper, (path.name, v.name)
+
+
+CLAIMS = GOOD.replace('metric = "top1"', 'metric = "top1"\nhypothesis = "b beats a"\nmechanism = "because"') + """
+[[claim]]
+text = "b beats a"
+better = "b"
+worse = "a"
+
+[[claim]]
+text = "b beats a on top-5 too"
+better = "b"
+worse = "a"
+metric = "top5"
+"""
+
+
+def test_hypothesis_mechanism_and_claims_load_and_roundtrip(tmp_path):
+    spec = _load(tmp_path, CLAIMS)
+    assert (spec.hypothesis, spec.mechanism) == ("b beats a", "because")
+    assert [(c.text, c.better, c.worse, c.metric) for c in spec.claims] == [
+        ("b beats a", "b", "a", "top1"), ("b beats a on top-5 too", "b", "a", "top5")]
+    tree = spec.to_dict()
+    assert tree["claims"][1] == {"text": "b beats a on top-5 too", "better": "b", "worse": "a", "metric": "top5"}
+    back = study_from_dict(tree, source="study.json")
+    assert back.claims == spec.claims and back.hypothesis == spec.hypothesis and back.mechanism == spec.mechanism
+    assert _load(tmp_path, GOOD).claims == []  # all optional
+
+
+@pytest.mark.parametrize("old, new, key, words", [
+    ('better = "b"\nworse = "a"\n\n', 'better = "c"\nworse = "a"\n\n', "claim[0].better", "'c' is not a variant"),
+    ('worse = "a"\nmetric', 'worse = "z"\nmetric', "claim[1].worse", "'z' is not a variant of this study"),
+    ('better = "b"\nworse = "a"\n\n', 'better = "a"\nworse = "a"\n\n', "claim[0].worse", "with itself"),
+    ('text = "b beats a"\n', '', "claim[0].text", "is required"),
+    ('metric = "top5"', 'metric = "top7"', "claim[1].metric", "'top7' is not a result number"),
+    ('metric = "top5"', 'metric = "top5"\nstrength = 2', "claim[1].strength", "unknown key"),
+    ('hypothesis = "b beats a"', 'hypothesis = 3', "hypothesis", "must be a string"),
+    ('mechanism = "because"', 'mechanism = ["x"]', "mechanism", "must be a string"),
+])
+def test_bad_claims_name_the_file_and_key(tmp_path, old, new, key, words):
+    assert old in CLAIMS
+    with pytest.raises(StudyError) as e:
+        _load(tmp_path, CLAIMS.replace(old, new, 1))
+    assert str(e.value).startswith(f"{tmp_path / 't.toml'}: key '{key}': ") and words in str(e.value)

@@ -10,6 +10,8 @@ A study file (``studies/<name>.toml``) reads::
     description = "..."             # optional: one paragraph for summary.md
     notes = "..."                   # optional: caveats printed under the table
     default_scale = "small"         # optional (default "small")
+    hypothesis = "..."              # optional: what the study expects to find, in one sentence
+    mechanism = "..."               # optional: why it should (the paper's explanation)
 
     [base]                          # config keys applied on top of the scale's sizes
     model.pathways = "avslowfast"
@@ -29,6 +31,12 @@ A study file (``studies/<name>.toml``) reads::
     [scale.small]                   # one table per scale: seeds and config overrides
     seeds = 2
     set = { train.epochs = 4 }
+
+    [[claim]]                       # optional, repeatable: a testable comparison of two variants
+    text = "high Pd beats no DropPathway"
+    better = "pd0.8"                # variant names of this file
+    worse = "pd0"
+    metric = "top1"                 # optional: the study's `metric` unless given
 
 Config keys are applied in this order: scale sizes (``avsf.config.SCALES``) -> ``[base]``
 -> ``[scale.<s>].set`` -> the variant's ``set`` (or its row's overrides) -> command-line
@@ -58,8 +66,9 @@ RESULT_METRICS = (
 )
 """Numbers in result.json a study may rank variants by (`metric`)."""
 
-_TOP_KEYS = COMMON_KEYS | {"paper_table", "metric", "row_header", "notes", "variant"}
+_TOP_KEYS = COMMON_KEYS | {"paper_table", "metric", "row_header", "notes", "variant", "hypothesis", "mechanism", "claim"}
 _VARIANT_KEYS = {"name", "label", "latex", "row", "set", "paper", "reference", "baseline"}
+_CLAIM_KEYS = {"text", "better", "worse", "metric"}
 
 
 class StudyError(SpecError):
@@ -92,6 +101,19 @@ class Variant:
         }
 
 
+@dataclass
+class Claim:
+    """A testable statement of the study: `better` beats `worse` on `metric` (variant names)."""
+
+    text: str
+    better: str
+    worse: str
+    metric: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "better": self.better, "worse": self.worse, "metric": self.metric}
+
+
 @dataclass(kw_only=True)
 class StudySpec(TomlSpec):
     variants: list[Variant]
@@ -99,6 +121,9 @@ class StudySpec(TomlSpec):
     metric: str = "top1"
     row_header: str = ""
     notes: str = ""
+    hypothesis: str = ""
+    mechanism: str = ""
+    claims: list[Claim] = field(default_factory=list)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -173,6 +198,9 @@ class StudySpec(TomlSpec):
             "notes": self.notes,
             "default_scale": self.default_scale,
             "base": dict(self.base),
+            "hypothesis": self.hypothesis,
+            "mechanism": self.mechanism,
+            "claims": [c.to_dict() for c in self.claims],
             "variants": [v.to_dict() for v in self.variants],
             "scales": {k: {"seeds": s.seeds, "set": dict(s.set)} for k, s in self.scales.items()},
             "source": self.source,
@@ -191,20 +219,21 @@ def study_from_dict(tree: dict[str, Any], *, source: str = "<study>") -> StudySp
     """Validate a parsed study tree (TOML, or `StudySpec.to_dict()` from study.json)."""
     r = SpecReader(source, StudyError)
     tree = dict(tree)
-    # study.json stores the variants as "variants" and scales as "scales"
-    if "variants" in tree and "variant" not in tree:
-        tree["variant"] = tree.pop("variants")
-    if "scales" in tree and "scale" not in tree:
-        tree["scale"] = tree.pop("scales")
+    # study.json stores the arrays of tables under plural names
+    for plural, key in (("variants", "variant"), ("scales", "scale"), ("claims", "claim")):
+        if plural in tree and key not in tree:
+            tree[key] = tree.pop(plural)
     tree.pop("source", None)
     r.no_unknown(tree, _TOP_KEYS)
     head = r.header(tree)
-    metric = r.string(tree, "metric", default="top1")
-    if metric not in RESULT_METRICS:
-        raise r.err("metric", f"'{metric}' is not a result number (choose one of: {', '.join(RESULT_METRICS)})")
+    metric = _metric(r, tree, "metric", "top1")
+    variants = _variants(tree, r)
     spec = StudySpec(
         **head,
-        variants=_variants(tree, r),
+        variants=variants,
+        hypothesis=r.string(tree, "hypothesis"),
+        mechanism=r.string(tree, "mechanism"),
+        claims=_claims(tree, r, metric, [v.name for v in variants]),
         paper_table=r.string(tree, "paper_table"),
         metric=metric,
         row_header=r.string(tree, "row_header"),
@@ -215,6 +244,36 @@ def study_from_dict(tree: dict[str, Any], *, source: str = "<study>") -> StudySp
     )
     _check_configs(spec, r)
     return spec
+
+
+def _metric(r: SpecReader, tree: dict[str, Any], key: str, default: str, where: str = "") -> str:
+    metric = r.string(tree, key, where=where, default=default)
+    if metric not in RESULT_METRICS:
+        raise r.err(f"{where}{key}", f"'{metric}' is not a result number (choose one of: {', '.join(RESULT_METRICS)})")
+    return metric
+
+
+def _claims(tree: dict[str, Any], r: SpecReader, metric: str, names: list[str]) -> list[Claim]:
+    raw = tree.get("claim", [])
+    if not isinstance(raw, list):
+        raise r.err("claim", "must be an array of tables ([[claim]] with text, better, worse)")
+    claims = []
+    for i, rc in enumerate(raw):
+        where = f"claim[{i}]"
+        if not isinstance(rc, dict):
+            raise r.err(where, "must be a table with text, better, worse")
+        r.no_unknown(rc, _CLAIM_KEYS, f"{where}.")
+        side = {}
+        for key in ("better", "worse"):
+            side[key] = r.string(rc, key, where=f"{where}.", required=True)
+            if side[key] not in names:
+                raise r.err(f"{where}.{key}", f"'{side[key]}' is not a variant of this study "
+                                              f"(variants: {', '.join(names)})")
+        if side["better"] == side["worse"]:
+            raise r.err(f"{where}.worse", f"compares '{side['worse']}' with itself")
+        claims.append(Claim(text=r.string(rc, "text", where=f"{where}.", required=True), **side,
+                            metric=_metric(r, rc, "metric", metric, f"{where}.")))
+    return claims
 
 
 def _variants(tree: dict[str, Any], r: SpecReader) -> list[Variant]:
