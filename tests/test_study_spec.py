@@ -143,7 +143,8 @@ def test_paper_numbers_copied_from_the_paper():
 
 
 def test_a_variant_takes_its_rows_numbers_and_config(tmp_path):
-    text = GOOD.replace('set = { model.drop_pathway = 0.0 }\npaper = { top1 = 75.2, top5 = 91.8 }', 'row = "table5c/pd0"')
+    text = GOOD.replace('set = { model.drop_pathway = 0.0 }\npaper = { top1 = 75.2, top5 = 91.8 }',
+                        'row = "table5c/pd0"')
     spec = _load(tmp_path, text)
     a = spec.variant("a")
     assert a.row == "table5c/pd0" and a.paper == {"top1": 75.2, "top5": 91.8}

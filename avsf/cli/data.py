@@ -65,7 +65,8 @@ def _register_preview(dsub) -> None:
                    help="a loader-ready CSV (default: the synthetic benchmark's train.csv, generated if needed)")
     v.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
     v.add_argument("-n", "--num", type=positive_int, default=4, help="clips to draw (default 4)")
-    _loader_options(v, ("dali", "reference"), "reference", "decoder pipeline to draw through (default: reference, PyAV)")
+    _loader_options(v, ("dali", "reference"), "reference",
+                    "decoder pipeline to draw through (default: reference, PyAV)")
     v.set_defaults(func=run_preview)
 
 

@@ -21,7 +21,8 @@ def register(sub) -> None:
                         "Then `avsf report runs/<study>`.")
     r.add_argument("study", type=Path, help="a study file, e.g. studies/droppathway.toml")
     add_scale_option(r, default_text="the study's default_scale, small unless it says otherwise")
-    r.add_argument("--seeds", type=positive_int, default=None, help="number of seeds (default: the study's [scale.*] seeds)")
+    r.add_argument("--seeds", type=positive_int, default=None,
+                   help="number of seeds (default: the study's [scale.*] seeds)")
     r.add_argument("--out", type=Path, default=None, help="study folder (default: runs/<study name>)")
     r.add_argument("--variant", action="append", default=None, help="run only this variant (repeatable)")
     add_set_option(r, applies_to="every run")

@@ -39,11 +39,10 @@ from avsf.study.tomlspec import default_train
 
 __all__ = [
     "OBJECTIVE_KEYS", "Objective", "Param", "SearchError", "SearchOptions", "SearchResult", "SearchSpec",
-    "best_trials", "check_storage_url", "default_storage_url", "format_summary", "format_value", "load_search", "make_pruner",
-    "make_sampler", "make_storage", "open_study", "parse_search", "public_url", "run_search", "summarize",
+    "best_trials", "check_storage_url", "default_storage_url", "format_summary", "format_value", "load_search",
+    "make_pruner", "make_sampler", "make_storage", "open_study", "parse_search", "public_url", "run_search",
+    "summarize",
 ]
-
-FINISHED = ("COMPLETE", "PRUNED")
 
 
 def _default_flops(cfg: Config) -> float:

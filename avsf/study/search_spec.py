@@ -215,7 +215,8 @@ def _param(r: SpecReader, name: str, tbl: Any) -> Param:
         choices = tbl.get("choices")
         if not isinstance(choices, list) or not choices:
             raise r.err(f"{where}choices", "must be a non-empty list")
-        if any(not isinstance(c, (str, int, float, bool)) for c in choices) or len(set(map(repr, choices))) < len(choices):
+        scalar = all(isinstance(c, (str, int, float, bool)) for c in choices)
+        if not scalar or len(set(map(repr, choices))) < len(choices):
             raise r.err(f"{where}choices", f"must be distinct strings, numbers or booleans, got {choices!r}")
         p.choices = list(choices)
     else:

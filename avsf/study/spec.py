@@ -66,7 +66,8 @@ RESULT_METRICS = (
 )
 """Numbers in result.json a study may rank variants by (`metric`)."""
 
-_TOP_KEYS = COMMON_KEYS | {"paper_table", "metric", "row_header", "notes", "variant", "hypothesis", "mechanism", "claim"}
+_TOP_KEYS = COMMON_KEYS | {"paper_table", "metric", "row_header", "notes", "variant", "hypothesis", "mechanism",
+                           "claim"}
 _VARIANT_KEYS = {"name", "label", "latex", "row", "set", "paper", "reference", "baseline"}
 _CLAIM_KEYS = {"text", "better", "worse", "metric"}
 

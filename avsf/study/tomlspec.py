@@ -173,7 +173,8 @@ class SpecReader:
             known = (count_key, "set")
             bad = sorted(set(rs) - set(known))
             if bad:
-                raise self.err(f"{key}.{bad[0]}", f"unknown key (known: {', '.join(known)}); config keys go in {key}.set")
+                raise self.err(f"{key}.{bad[0]}",
+                               f"unknown key (known: {', '.join(known)}); config keys go in {key}.set")
             count = self.number(rs, count_key, where=f"{key}.", default=default_count, integer=True, low=1)
             out[sname] = ScaleSettings(count=count, set=self.config_table(rs, "set", f"{key}."))
         return out
