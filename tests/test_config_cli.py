@@ -113,3 +113,17 @@ def test_search_summary_prints_accuracy_in_percent():
                "n_running": 0, "ran": [0], "objectives": ["val_top1:maximize", "gflops:minimize"],
                "best_trials": [{"number": 0, "params": {"pd": 0.5}, "values": [0.4567, 0.3], "run_dir": "r/trial0"}]}
     assert "-> val_top1 45.7%, gflops 0.300" in format_summary(summary)
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch):
+    """`avsf study list | head -1`: the reader is gone; avsf stops without a traceback."""
+    from avsf.cli import main
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stdout = os.fdopen(write_end, "w", buffering=1)  # line-buffered: the first line meets the closed pipe
+    monkeypatch.setattr(sys, "stdout", stdout)
+    try:
+        assert main(["study", "list", str(ROOT / "studies")]) == 141
+    finally:
+        stdout.close()
