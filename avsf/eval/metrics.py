@@ -66,11 +66,18 @@ def average_precision(scores: Any, targets: Any, sample_weight: Any = None) -> A
     if w.shape[1] != len(s):
         raise ValueError(f"sample_weight has {w.shape[1]} columns for {len(s)} scores")
     order = np.argsort(-s, kind="stable")
-    s, y, w = s[order], y[order], w[:, order]
-    # the last sample of each run of equal scores closes one threshold
-    ends = np.flatnonzero(np.r_[s[1:] != s[:-1], True])
-    tp = np.cumsum(w * y, axis=1)[:, ends]
-    seen = np.cumsum(w, axis=1)[:, ends]
+    s, y = s[order], y[order]
+    pos = np.flatnonzero(y)
+    if pos.size == 0:
+        ap = np.full(len(w), np.nan)
+        return float(ap[0]) if single else ap
+    # a threshold = a run of equal scores; only the runs holding a positive add to the sum
+    run_end = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]
+    end_of_pos = run_end[np.searchsorted(run_end, pos)]
+    last = np.r_[end_of_pos[1:] != end_of_pos[:-1], True]  # the last positive of each run
+    ws = w[:, order]
+    tp = np.cumsum(ws[:, pos], axis=1)[:, last]
+    seen = np.cumsum(ws, axis=1, out=ws)[:, end_of_pos[last]]
     n_pos = tp[:, -1]
     gained = np.diff(tp, axis=1, prepend=0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
