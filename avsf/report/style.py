@@ -65,11 +65,12 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, size: tuple[float, float] = (5
 def save_figure(fig: Figure, out_dir: str | Path, stem: str, formats: tuple[str, ...] = FORMATS) -> list[Path]:
     """Write `stem.png` and `stem.pdf` atomically (deterministic metadata); returns the paths."""
     paths = []
-    for ext in formats:
-        path = Path(out_dir) / f"{stem}.{ext}"
-        meta = {"CreationDate": None} if ext == "pdf" else {"Software": None} if ext == "png" else None
-        atomic_savefig(fig, path, dpi=DPI, metadata=meta)  # constrained layout: no "tight" re-draw
-        paths.append(path)
+    with styled():  # drawing happens here: the style must hold while it does
+        for ext in formats:
+            path = Path(out_dir) / f"{stem}.{ext}"
+            meta = {"CreationDate": None} if ext == "pdf" else {"Software": None} if ext == "png" else None
+            atomic_savefig(fig, path, dpi=DPI, metadata=meta)  # constrained layout: no "tight" re-draw
+            paths.append(path)
     return paths
 
 
