@@ -64,7 +64,7 @@ def test_compare_flags_a_slower_run(tmp_path, monkeypatch):
     assert ratio == pytest.approx(1 / 1.3, abs=0.02) and (tmp_path / "out" / "compare.png").exists()
     (tmp_path / "same.json").write_text(json.dumps(_run(seed=3)))
     render.main(["--compare", str(base), str(tmp_path / "same.json"), "--out", str(tmp_path / "o2")])
-    assert "slower" not in (tmp_path / "o2" / "compare.md").read_text()
+    assert "**slower**" not in (tmp_path / "o2" / "compare.md").read_text()
 
 
 def test_compare_of_unrelated_runs_is_an_error(tmp_path):
