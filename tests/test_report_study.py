@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = [
     {"text": "high Pd beats no DropPathway", "better": "pd0.8", "worse": "pd0"},
     {"text": "no DropPathway beats high Pd", "better": "pd0", "worse": "pd0.8"},
-    {"text": "Pd 0.8 beats Pd 0.8", "better": "pd0.8", "worse": "pd0.8"},
+    {"text": "high Pd helps top-5 too", "better": "pd0.8", "worse": "pd0.5", "metric": "top5"},
+    {"text": "high Pd helps validation", "better": "pd0.8", "worse": "pd0.5", "metric": "val_top1"},
 ]
 
 
@@ -147,8 +148,12 @@ def test_claims_are_judged_and_unconverged_runs_marked(report):
     lines = [line for line in section.splitlines() if line.startswith("- *")]
     assert lines[0].startswith("- *high Pd beats no DropPathway* (Pd = 0.8 vs Pd = -): **supported**")
     assert lines[1].startswith("- *no DropPathway beats high Pd* (Pd = - vs Pd = 0.8): **contradicted**")
-    assert lines[2].startswith("- *Pd 0.8 beats Pd 0.8* (Pd = 0.8 vs Pd = 0.8): **undecided** at this power")
-    assert "**Drawn from unconverged runs** (pd0.8 seed1" in lines[0]
+    # every variant has all clips in its top 5: no difference to detect
+    assert lines[2].startswith("- *high Pd helps top-5 too* (Pd = 0.8 vs Pd = 0.5, top-5): **undecided** at this "
+                               "power: +0.0 [+0.0, +0.0] points, p = 1.00")
+    assert lines[3].startswith("- *high Pd helps validation* (Pd = 0.8 vs Pd = 0.5, val top-1): **not measured** "
+                               "('val_top1' is not a per-clip test metric")
+    assert "**Drawn from unconverged runs** (pd0.8 seed1)" in lines[0]
     assert "Not converged: pd0.8 seed1 (stopped at epoch 3)" in md
 
 

@@ -71,4 +71,5 @@ def test_real_study_interrupted_resumed_and_reported(tmp_path, monkeypatch):
     names = {p.name for p in files}
     assert {"e2e.tex", "e2e.csv", "summary.md", "metric.png", "learning_curves.png", "per_class_gain.png"} <= names
     md = (tmp_path / "reports" / "e2e" / "summary.md").read_text()
-    assert "won with top-1" in md
+    # with predictions.json (contract 3) the winner comes with an interval; runs without it get means only
+    assert "ranks first with top-1" in md or "has the highest mean top-1" in md

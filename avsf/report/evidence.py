@@ -39,6 +39,7 @@ class Claim:
     text: str
     better: str
     worse: str
+    metric: str
     comparison: st.Comparison | None = None
     verdict: str = "not measured"  # supported / contradicted / undecided / not measured
     unconverged: list[str] = field(default_factory=list)
@@ -77,7 +78,11 @@ class Evidence:
         if key == "mAP":
             targets = runs[0][0].label
             return st.mean_ap([np.stack([p.scores for p in r]) for r in runs], targets), MAP_BOOT
-        values = [np.stack([outcome(p, key) for p in r]) for r in runs]
+        per_clip = [[outcome(p, key) for p in r] for r in runs]
+        if any(v is None for r in per_clip for v in r):
+            raise ReportError(f"'{key}' is not a per-clip test metric of these runs' predictions ({self.kind}-label); "
+                              "statistics cover top1, top5, top1_<group>, top1_verb/noun and mAP")
+        values = [np.stack(r) for r in per_clip]
         if key.startswith("top1_") and key[5:] in self.groups:
             masks = group_mask(runs[0][0], self.groups[key[5:]])[None, :]
         return st.clipwise(values, masks), st.N_BOOT
@@ -215,19 +220,24 @@ def read_claims(data: Any) -> list[Claim]:
     names = {r.name for r in data.rows}
     out = []
     for i, c in enumerate(raw):
-        text, better, worse = (_field(c, k) for k in ("text", "better", "worse"))
+        text, better, worse, metric = (_field(c, k) for k in ("text", "better", "worse", "metric"))
         for key, value in (("better", better), ("worse", worse)):
             if value not in names:
                 raise ReportError(f"{data.record.path}/study.json: claim[{i}].{key} = {value!r} is not a variant "
                                   f"of the study (variants: {', '.join(sorted(names))})")
-        out.append(Claim(text=str(text or f"{better} beats {worse}"), better=better, worse=worse))
+        out.append(Claim(text=str(text or f"{better} beats {worse}"), better=better, worse=worse,
+                         metric=str(metric or data.metric)))
     return out
 
 
 def judge(ev: Evidence, data: Any, claim: Claim) -> Claim:
     """Supported (better is better, p < 0.05), contradicted (worse is better, p < 0.05), or
     undecided at this power; with the comparison and the unconverged runs it rests on."""
-    cmp = ev.compare(claim.better, claim.worse, data.metric)
+    try:
+        cmp = ev.compare(claim.better, claim.worse, claim.metric)
+    except ReportError as e:
+        claim.reason = str(e)
+        return claim
     if not cmp:
         claim.reason = "no finished runs with predictions on common seeds for both variants"
         return claim

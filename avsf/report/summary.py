@@ -130,7 +130,8 @@ def verdict(data: ReportData) -> list[str]:
 
 def claim_line(data: ReportData, c: Claim) -> str:
     a, b = data.named(data.row(c.better)), data.named(data.row(c.worse))
-    head = f"- *{plain(c.text)}* ({a} vs {b}): "
+    on = "" if c.metric == data.metric else f", {metric_name(c.metric)}"
+    head = f"- *{plain(c.text)}* ({a} vs {b}{on}): "
     if c.comparison is None:
         return head + f"**not measured** ({c.reason})."
     cmp = c.comparison
@@ -149,8 +150,9 @@ def claims_section(data: ReportData) -> list[str]:
     if not claims:
         return []
     lines = ["## The paper's claims, tested", "",
-             f"Each claim compares two variants on {metric_name(data.metric)} (difference better − worse, 95 % "
-             "interval); *supported* or *contradicted* when p < 0.05, else *undecided at this power*.", ""]
+             f"Each claim compares two variants on {metric_name(data.metric)} unless it names another metric "
+             "(difference better − worse, 95 % interval); *supported* or *contradicted* when p < 0.05, else "
+             "*undecided at this power*.", ""]
     return lines + [claim_line(data, c) for c in claims] + [""]
 
 
