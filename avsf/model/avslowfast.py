@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from avsf.config import ModelConfig
+from avsf.config import FS_STAGES, JUNCTIONS, RES_STAGES, STAGE_DEPTHS, ModelConfig
 from avsf.model.fusion import (
     AudioVisualNonLocal,
     DropPathway,
@@ -18,10 +18,7 @@ from avsf.model.fusion import (
     LateralAudioToSlowFast,
 )
 from avsf.model.heads import ClassificationHead, SyncHead
-from avsf.model.pathways import RES_STAGES, AudioPathway, VisualPathway
-
-JUNCTIONS = ("pool1", "res2", "res3", "res4", "res5")
-STAGE_DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
+from avsf.model.pathways import AudioPathway, VisualPathway
 
 
 def stage_blocks(cfg: ModelConfig) -> list[int]:
@@ -34,7 +31,7 @@ def fs_fusion_stages(cfg: ModelConfig) -> list[str]:
     if cfg.fs_fusion_stages is not None:
         return list(cfg.fs_fusion_stages)
     if cfg.pathways == "slowfast":
-        return ["pool1", "res2", "res3", "res4"]
+        return list(FS_STAGES)
     early = [s for s in ("pool1", "res2") if s in cfg.fusion_stages]
     return early + ["res3", "res4"]
 

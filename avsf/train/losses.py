@@ -55,14 +55,10 @@ def avs_loss(sync: dict, cfg: Config) -> torch.Tensor | None:
         if cfg.model.avs_loss == "contrastive":
             d_pos, d_neg = -scores[:, 0], -scores[:, 1]
             losses.append(d_pos.mean() + torch.clamp(cfg.model.avs_margin - d_neg, min=0).pow(2).mean())
-        elif cfg.model.avs_loss == "bce":
+        else:  # "bce"; ModelConfig.validate admits no other value
             target = torch.zeros_like(scores)
             target[:, 0] = 1.0
             losses.append(F.binary_cross_entropy_with_logits(scores, target))
-        else:
-            from avsf.config import ConfigError
-
-            raise ConfigError(f"model.avs_loss must be 'contrastive' or 'bce', got {cfg.model.avs_loss!r}")
     return cfg.train.avs_weight * torch.stack(losses).mean()
 
 
