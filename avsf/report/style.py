@@ -69,7 +69,7 @@ def save_figure(fig: Figure, out_dir: str | Path, stem: str, formats: tuple[str,
         for ext in formats:
             path = Path(out_dir) / f"{stem}.{ext}"
             meta = {"CreationDate": None} if ext == "pdf" else {"Software": None} if ext == "png" else None
-            atomic_savefig(fig, path, dpi=DPI, metadata=meta)  # constrained layout: no "tight" re-draw
+            atomic_savefig(fig, path, dpi=DPI, metadata=meta, bbox_inches="tight")  # long titles are never cut
             paths.append(path)
     return paths
 
