@@ -59,6 +59,10 @@ def test_summary_names_parameters_in_plain_form(searched):
     assert "| trial | Pd | βA | val top-1 (%) | GFLOPs |" in md
     assert "P_d" not in md and "produced by avsf" in md
     assert root / "rep" / "best_trials_standalone.tex" in files
+    import csv
+
+    rows = list(csv.DictReader((root / "rep" / "trials.csv").open()))
+    assert all(float(r["val_top1_pct"]) > 1.0 for r in rows if r["val_top1_pct"])  # percent, and named so
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (apt install texlive-latex-recommended)")

@@ -83,7 +83,7 @@ def _pct(v: float | None) -> float | None:
     """Top-1 as a percentage for tables (the trainer's numbers are fractions in [0, 1])."""
     if v is None:
         return None
-    return v * 100 if v <= 1.0 else v
+    return round(v * 100, 4) if v <= 1.0 else v
 
 
 def _val_top1(t: Any, meta: dict[str, Any]) -> float | None:
@@ -223,14 +223,15 @@ def _importance_figure(study: Any, importances: dict[str, float]) -> Any:
 
 def _tables(study: Any, all_trials: list, best: list, params: list[str], meta: dict, multi: bool,
             out_dir: Path) -> list[str]:
-    header = ["trial", *params, "val_top1", "gflops", "params_m", "top1", "run_dir"]
-    rows = [[t.number, *[t.params.get(p) for p in params], _val_top1(t, meta), _gflops(t),
-             t.user_attrs.get("params_m"), t.user_attrs.get("top1"), t.user_attrs.get("run_dir")] for t in best]
+    # accuracies in percent, as everywhere people read them; the column names say so
+    header = ["trial", *params, "val_top1_pct", "gflops", "params_m", "top1_pct", "run_dir"]
+    rows = [[t.number, *[t.params.get(p) for p in params], _pct(_val_top1(t, meta)), _gflops(t),
+             t.user_attrs.get("params_m"), _pct(t.user_attrs.get("top1")), t.user_attrs.get("run_dir")] for t in best]
     _write_csv(out_dir / "best_trials.csv", header, rows)
-    all_rows = [[t.number, t.state.name, *[t.params.get(p) for p in params], _val_top1(t, meta) if t.values else None,
+    all_rows = [[t.number, t.state.name, *[t.params.get(p) for p in params], _pct(_val_top1(t, meta)) if t.values else None,
                  _gflops(t), t.user_attrs.get("run_dir"), t.user_attrs.get("pruned_reason") or t.user_attrs.get("error")]
                 for t in all_trials]
-    _write_csv(out_dir / "trials.csv", ["trial", "state", *params, "val_top1", "gflops", "run_dir", "note"], all_rows)
+    _write_csv(out_dir / "trials.csv", ["trial", "state", *params, "val_top1_pct", "gflops", "run_dir", "note"], all_rows)
     atomic_write_text(out_dir / "best_trials.tex", _latex_table(study.study_name, best, params, meta, multi))
     atomic_write_text(out_dir / "best_trials_standalone.tex", standalone("\\input{best_trials.tex}"))
     return ["best_trials.csv", "trials.csv", "best_trials.tex", "best_trials_standalone.tex"]

@@ -218,7 +218,8 @@ def statistics_section(data: ReportData) -> list[str]:
              st.seed_level_note(n_seeds, ev.n_clips), ""]
     gt = group_stats_table(data)
     if gt:
-        lines += ["### Per class group", "", "Each cell: the variant's accuracy [95 % interval]; Δ and p against the "
+        part = "Per class group" if any(k[5:] in ev.groups for k in ev.keys if k.startswith("top1_")) else "Per head"
+        lines += [f"### {part}", "", "Each cell: the variant's accuracy [95 % interval]; Δ and p against the "
                   "baseline.", "", gt, ""]
     if ev.missing:
         lines += [f"Left out of the statistics (no predictions.json): {', '.join(ev.missing)}.", ""]
