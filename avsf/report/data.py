@@ -108,11 +108,8 @@ class ReportData:
         return gather_evidence(self)
 
     def text_of(self, name: str) -> str:
-        """A top-level study string (`hypothesis`, `mechanism`; contract 7), "" when absent."""
-        value = getattr(self.spec, name, None)
-        if value is None:
-            value = ((self.record.meta or {}).get("spec") or {}).get(name)
-        return " ".join(str(value).split()) if value else ""
+        """A top-level study string (`hypothesis`, `mechanism`; contract 7), one line, "" when absent."""
+        return " ".join(str(getattr(self.spec, name, "") or "").split())
 
     @property
     def metric(self) -> str:

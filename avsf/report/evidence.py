@@ -207,27 +207,9 @@ def gather_evidence(data: Any) -> Evidence | None:
 # ----------------------------------------------------------------------------- claims
 
 
-def _field(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
-
-
 def read_claims(data: Any) -> list[Claim]:
-    """The study's `[[claim]]` tables (contract 7): from the spec, else from study.json."""
-    raw = getattr(data.spec, "claims", None)
-    if raw is None:
-        spec = (data.record.meta or {}).get("spec") or {}
-        raw = spec.get("claims", spec.get("claim")) or []
-    names = {r.name for r in data.rows}
-    out = []
-    for i, c in enumerate(raw):
-        text, better, worse, metric = (_field(c, k) for k in ("text", "better", "worse", "metric"))
-        for key, value in (("better", better), ("worse", worse)):
-            if value not in names:
-                raise ReportError(f"{data.record.path}/study.json: claim[{i}].{key} = {value!r} is not a variant "
-                                  f"of the study (variants: {', '.join(sorted(names))})")
-        out.append(Claim(text=str(text or f"{better} beats {worse}"), better=better, worse=worse,
-                         metric=str(metric or data.metric)))
-    return out
+    """The study's `[[claim]]` tables (contract 7; validated by the study-file parser)."""
+    return [Claim(text=c.text, better=c.better, worse=c.worse, metric=c.metric or data.metric) for c in data.spec.claims]
 
 
 def judge(ev: Evidence, data: Any, claim: Claim) -> Claim:
