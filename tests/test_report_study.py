@@ -237,7 +237,7 @@ def test_generated_latex_compiles(report, tmp_path):
     assert (tmp_path / "pdtest_standalone.pdf").exists()
 
 
-def test_a_broken_predictions_file_is_named_before_anything_is_written(study, tmp_path):
+def test_a_broken_predictions_file_is_named_before_anything_is_written(study, tmp_path, capsys):
     from avsf.report.predictions import ReportError
 
     broken = tmp_path / "pdtest"
@@ -257,6 +257,11 @@ def test_a_broken_predictions_file_is_named_before_anything_is_written(study, tm
     path.write_text("{not json")
     with pytest.raises(ReportError, match="not valid JSON"):
         write_report(broken, tmp_path / "out")
+    from avsf.cli import main
+
+    assert main(["report", str(broken), "--out", str(tmp_path / "out")]) == 2  # a message, not a traceback
+    assert "pd0.5/seed1/predictions.json: not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_figures_module_chooses_no_matplotlib_backend():

@@ -18,11 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from avsf.config import ConfigError
+
 PREDICTIONS_FILE = "predictions.json"
 
 
-class ReportError(ValueError):
-    """A study folder cannot be reported as it is; the message names the file and the key."""
+class ReportError(ConfigError):
+    """A study folder cannot be reported as it is; the message names the file and the key.
+    (A ConfigError, so `avsf` reports it as bad input, exit 2, like every other one.)"""
 
 
 @dataclass
