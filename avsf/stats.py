@@ -98,8 +98,10 @@ class Comparison:
     df: float = math.inf  # Welch-Satterthwaite degrees of freedom of the difference
 
     def direction(self, alpha: float = ALPHA) -> int:
-        """+1 variant better, -1 worse (p < alpha), 0 undecided at this power."""
-        if not self.p_value < alpha or self.diff.estimate == 0:
+        """+1 variant better, -1 worse, 0 undecided at this power. Decided only when p < alpha and
+        the interval of the difference excludes 0 as well (with few clips the two can disagree
+        at the edge; a reader sees both, so both must agree)."""
+        if not (self.p_value < alpha and self.diff.excludes(0.0)):
             return 0
         return 1 if self.diff.estimate > 0 else -1
 

@@ -165,3 +165,13 @@ def test_speed_of_a_study_sized_comparison():
     t = time.perf_counter()
     st.compare(st.clipwise([a, b], masks), 3, 2000)
     assert time.perf_counter() - t < 5.0
+
+
+def test_direction_needs_p_and_interval_to_agree():
+    iv = st.Interval(0.3, 0.0, 0.6)  # touches 0
+    c = st.Comparison(variant=iv, baseline=iv, diff=iv, p_value=0.03, se=0.1, mdd=0.3, seed_diffs=(0.3,), p_seed=1.0,
+                      n_seeds=1, n_clips=10)
+    assert c.direction() == 0
+    c = st.Comparison(variant=iv, baseline=iv, diff=st.Interval(0.3, 0.05, 0.6), p_value=0.03, se=0.1, mdd=0.3,
+                      seed_diffs=(0.3,), p_seed=1.0, n_seeds=1, n_clips=10)
+    assert c.direction() == 1

@@ -213,8 +213,9 @@ def read_claims(data: Any) -> list[Claim]:
 
 
 def judge(ev: Evidence, data: Any, claim: Claim) -> Claim:
-    """Supported (better is better, p < 0.05), contradicted (worse is better, p < 0.05), or
-    undecided at this power; with the comparison and the unconverged runs it rests on."""
+    """Supported (better is better), contradicted (worse is better), each when p < 0.05 and the
+    interval excludes 0 (`Comparison.direction`), or undecided at this power; with the comparison
+    and the unconverged runs it rests on."""
     try:
         cmp = ev.compare(claim.better, claim.worse, claim.metric)
     except ReportError as e:

@@ -51,7 +51,8 @@ def _test_text(cmp: st.Comparison) -> str:
 
 
 def _unconverged(data: ReportData, names: list[str]) -> list[str]:
-    return [f"{r.variant} seed{r.seed}" for n in names for r in data.row(n).runs if converged(r) is False]
+    return [f"{r.variant} seed{r.seed}" for n in dict.fromkeys(names) for r in data.row(n).runs
+            if converged(r) is False]
 
 
 def _winner_lines(data: ReportData, ev: Evidence, ranked: list[Row]) -> list[str]:
@@ -151,8 +152,8 @@ def claims_section(data: ReportData) -> list[str]:
         return []
     lines = ["## The paper's claims, tested", "",
              f"Each claim compares two variants on {metric_name(data.metric)} unless it names another metric "
-             "(difference better − worse, 95 % interval); *supported* or *contradicted* when p < 0.05, else "
-             "*undecided at this power*.", ""]
+             "(difference better − worse, 95 % interval); *supported* or *contradicted* when p < 0.05 and the "
+             "interval excludes 0, else *undecided at this power*.", ""]
     return lines + [claim_line(data, c) for c in claims] + [""]
 
 
