@@ -11,7 +11,6 @@ error naming the file, the key and what is wrong, raised before any report file 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,18 +104,17 @@ def parse_predictions(obj: Any, path: Path) -> Predictions:
 
 
 def read_predictions(run_path: str | Path) -> Predictions | None:
-    """predictions.json of one run folder; None when the run has none (runs of older avsf).
+    """predictions.json of one run folder (through `avsf.run.RunDir`); None when the run has
+    none (runs of older avsf); a damaged file is an error naming it."""
+    from avsf.run import RunDir
 
-    TODO(run owner's RunDir, contract 2): read through `avsf.run.RunDir(run_path)` once it is on
-    main, so that one module opens run files; this function is the only place to change.
-    """
-    path = Path(run_path) / PREDICTIONS_FILE
+    run = RunDir(run_path)
+    path = run.file(PREDICTIONS_FILE)
     if not path.exists():
         return None
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReportError(f"{path}: not valid JSON ({e}); rerun `avsf eval` on the run to write it again") from None
+    obj = run.read_predictions()
+    if obj is None:
+        raise ReportError(f"{path}: not valid JSON; rerun `avsf eval` on the run to write it again")
     return parse_predictions(obj, path)
 
 

@@ -4,32 +4,16 @@ runs came from different commits or from a modified (dirty) tree."""
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
-import avsf
 
-
-def _git(*args: str) -> str | None:
-    root = Path(avsf.__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-@lru_cache(maxsize=1)
 def code_provenance() -> dict[str, Any]:
-    """{"avsf_version", "git_commit" (None outside a git checkout), "git_dirty" (tracked files
-    modified)} of the avsf package that is running."""
-    commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"avsf_version": avsf.__version__, "git_commit": commit, "git_dirty": bool(dirty) if commit else None}
+    """{"avsf_version", "git_commit", "git_dirty"} of the running avsf (avsf.provenance)."""
+    from avsf.provenance import code_version
+
+    return code_version()
 
 
 def short(commit: Any) -> str:
