@@ -35,11 +35,10 @@ class VariantStats:
 
 
 @dataclass
-class Claim:
-    text: str
-    better: str
-    worse: str
-    metric: str
+class Verdict:
+    """A study-file claim (`avsf.study.spec.Claim`: text, better, worse, metric) judged."""
+
+    claim: Any
     comparison: st.Comparison | None = None
     verdict: str = "not measured"  # supported / contradicted / undecided / not measured
     unconverged: list[str] = field(default_factory=list)
@@ -51,7 +50,7 @@ class Evidence:
     baseline: str
     keys: list[str]
     variants: dict[str, VariantStats]
-    claims: list[Claim]
+    claims: list[Verdict]
     n_clips: int
     kind: str
     preds: dict[tuple[str, int], Predictions]
@@ -200,39 +199,35 @@ def gather_evidence(data: Any) -> Evidence | None:
         names = [n for n, v in ev.variants.items() if key in v.vs_base]
         for n, p in zip(names, st.holm([ev.variants[n].vs_base[key].p_value for n in names])):
             ev.variants[n].p_holm[key] = p
-    ev.claims = [judge(ev, data, c) for c in read_claims(data)]
+    ev.claims = [judge(ev, data, c) for c in data.spec.claims]
     return ev
 
 
 # ----------------------------------------------------------------------------- claims
 
 
-def read_claims(data: Any) -> list[Claim]:
-    """The study's `[[claim]]` tables (contract 7; validated by the study-file parser)."""
-    return [Claim(text=c.text, better=c.better, worse=c.worse, metric=c.metric or data.metric) for c in data.spec.claims]
-
-
-def judge(ev: Evidence, data: Any, claim: Claim) -> Claim:
+def judge(ev: Evidence, data: Any, claim: Any) -> Verdict:
     """Supported (better is better), contradicted (worse is better), each when p < 0.05 and the
     interval excludes 0 (`Comparison.direction`), or undecided at this power; with the comparison
     and the unconverged runs it rests on."""
+    out = Verdict(claim)
     try:
-        cmp = ev.compare(claim.better, claim.worse, claim.metric)
+        cmp = ev.compare(claim.better, claim.worse, claim.metric or data.metric)
     except ReportError as e:
-        claim.reason = str(e)
-        return claim
+        out.reason = str(e)
+        return out
     if not cmp:
-        claim.reason = "no finished runs with predictions on common seeds for both variants"
-        return claim
-    claim.comparison = cmp[0]
-    claim.verdict = {1: "supported", -1: "contradicted", 0: "undecided"}[cmp[0].direction()]
+        out.reason = "no finished runs with predictions on common seeds for both variants"
+        return out
+    out.comparison = cmp[0]
+    out.verdict = {1: "supported", -1: "contradicted", 0: "undecided"}[cmp[0].direction()]
     seeds = set(ev.seeds_of(claim.better)) & set(ev.seeds_of(claim.worse))
     for name in dict.fromkeys((claim.better, claim.worse)):
         for run in data.row(name).runs:
             state = converged(run) if run.seed in seeds else True
             if state is not True:
-                claim.unconverged.append(f"{name} seed{run.seed}" + (" (not recorded)" if state is None else ""))
-    return claim
+                out.unconverged.append(f"{name} seed{run.seed}" + (" (not recorded)" if state is None else ""))
+    return out
 
 
 def converged(run: Any) -> bool | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from avsf import stats as st
 from avsf.io import atomic_write_text
 from avsf.report.data import ReportData, Row, dataset_text, fmt, fmt_ci, fmt_p, metric_name
-from avsf.report.evidence import Claim, Evidence, converged
+from avsf.report.evidence import Evidence, Verdict, converged
 from avsf.report.figures import Figure
 from avsf.report.latex import plain
 from avsf.report.provenance import code_provenance, describe, runs_provenance
@@ -129,10 +129,11 @@ def verdict(data: ReportData) -> list[str]:
 # ----------------------------------------------------------------------------- sections
 
 
-def claim_line(data: ReportData, c: Claim) -> str:
-    a, b = data.named(data.row(c.better)), data.named(data.row(c.worse))
-    on = "" if c.metric == data.metric else f", {metric_name(c.metric)}"
-    head = f"- *{plain(c.text)}* ({a} vs {b}{on}): "
+def claim_line(data: ReportData, c: Verdict) -> str:
+    a, b = data.named(data.row(c.claim.better)), data.named(data.row(c.claim.worse))
+    metric = c.claim.metric or data.metric
+    on = "" if metric == data.metric else f", {metric_name(metric)}"
+    head = f"- *{plain(c.claim.text)}* ({a} vs {b}{on}): "
     if c.comparison is None:
         return head + f"**not measured** ({c.reason})."
     cmp = c.comparison
