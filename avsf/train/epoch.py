@@ -1,6 +1,6 @@
 """What one training epoch measures: its running sums (kept on the device) and its clock.
 
-`EpochSums` adds each step's loss, AVS loss, correct count and clip count to a float64 tensor on
+`EpochSums` adds each step's loss, auxiliary losses (AVS, ...), correct count and clip count to a float64 tensor on
 the training device, and notes the first step whose loss was not finite or blew up, without
 reading anything back: a step never waits for the device. The host reads the sums (`read`)
 every few steps for the progress bar and the divergence check, at checkpoints and at the end
@@ -21,36 +21,44 @@ import torch
 from avsf.train.checkpoint import BLOW_UP
 from avsf.train.setup import peak_memory_mb, reset_peak_memory
 
-_KEYS = ("loss", "avs", "correct", "count")
+_KEYS = ("loss", "correct", "count")
 
 
 class EpochSums:
-    def __init__(self, device: torch.device, start: dict[str, Any] | None = None):
+    """Running sums of one epoch: loss, correct, count, and one loss sum per auxiliary (`aux`
+    names, e.g. "avs"), all on the training device."""
+
+    def __init__(self, device: torch.device, start: dict[str, Any] | None = None, aux: tuple[str, ...] = ()):
         start = start or {}
-        self.sums = torch.tensor([float(start.get(k, 0.0)) for k in _KEYS], dtype=torch.float64, device=device)
+        self.keys = _KEYS + tuple(aux)
+        self.sums = torch.tensor([float(start.get(k, 0.0)) for k in self.keys], dtype=torch.float64, device=device)
         self.first_bad = torch.tensor(int(start.get("first_bad", -1)), dtype=torch.int64, device=device)
         self.bad_loss = torch.tensor(float(start.get("bad_loss", 0.0)), dtype=torch.float64, device=device)
         self.last_loss = torch.tensor(float(start.get("last_loss", math.nan)), dtype=torch.float64, device=device)
         self.batches = int(start.get("seen_batches", 0))
 
-    def add(self, step: int, loss: torch.Tensor, aux: torch.Tensor | None, correct: torch.Tensor, n: int) -> None:
-        """Add one step (all tensors on the device, nothing read back)."""
+    def add(self, step: int, loss: torch.Tensor, aux: dict[str, torch.Tensor], correct: torch.Tensor, n: int) -> None:
+        """Add one step (all tensors on the device, nothing read back); `aux`: name -> that
+        auxiliary's loss (a missing name adds zero)."""
         loss = loss.detach().double()
         bad = ~torch.isfinite(loss) | (loss.abs() >= BLOW_UP)
         first = bad & (self.first_bad < 0)
         self.first_bad = torch.where(first, torch.full_like(self.first_bad, step), self.first_bad)
         self.bad_loss = torch.where(first, loss, self.bad_loss)
-        avs = aux.detach().double() if aux is not None else torch.zeros_like(loss)
-        self.sums += torch.stack([loss * n, avs * n, correct.double(), torch.full_like(loss, n)])
+        zero = torch.zeros_like(loss)
+        extra = [aux[k].detach().double() * n if k in aux else zero for k in self.keys[len(_KEYS):]]
+        self.sums += torch.stack([loss * n, correct.double(), torch.full_like(loss, n), *extra])
         self.last_loss = loss
         self.batches += 1
 
     def read(self) -> dict[str, Any]:
-        """The sums on the host (one device sync): loss, avs, correct, count, seen_batches,
-        first_bad (-1: none), bad_loss, last_loss. A checkpoint stores this to resume exactly."""
+        """The sums on the host (one device sync): loss, correct, count, one per auxiliary,
+        seen_batches, first_bad (-1: none), bad_loss, last_loss. A checkpoint stores this to
+        resume exactly."""
+        n = len(self.keys)
         values = torch.cat([self.sums, self.bad_loss.view(1), self.last_loss.view(1)]).tolist()
-        out = dict(zip(_KEYS, values[:4]))
-        out.update(first_bad=int(self.first_bad), bad_loss=values[4], last_loss=values[5],
+        out = dict(zip(self.keys, values[:n]))
+        out.update(first_bad=int(self.first_bad), bad_loss=values[n], last_loss=values[n + 1],
                    seen_batches=float(self.batches))
         return out
 

@@ -24,7 +24,6 @@ from avsf import distributed as D
 from avsf.config import Config, ConfigError
 from avsf.data import TooManyFailedClips
 from avsf.eval import inference as I
-from avsf.eval import metrics as M
 from avsf.factories import Factories
 from avsf.provenance import provenance
 from avsf.run import RunDir, RunFolderError, RunLocked, numbers_only
@@ -32,7 +31,7 @@ from avsf.train import checkpoint as C
 from avsf.train.checks import check_against_dataset, resolve_num_classes
 from avsf.train.convergence import plateaued
 from avsf.train.epoch import EpochClock, EpochSums
-from avsf.train.losses import avs_enabled, avs_loss, task_loss, with_audio_negative
+from avsf.train.objectives import auxiliaries_for, objective_for
 from avsf.train.schedule import lr_at, set_lr
 from avsf.train.setup import (
     cpu_threads,
@@ -67,27 +66,6 @@ def _step_generator(cfg: Config, step: int) -> torch.Generator:
     """A generator that depends only on (seed, step): every variant of a study, and a resume,
     draw the same AVS negatives."""
     return torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step)
-
-
-def _batch_size(batch: dict) -> int:
-    for k in ("label", "verb", "index", "slow", "audio"):
-        if k in batch:
-            return int(batch[k].shape[0])
-    raise KeyError("cannot tell the batch size: no label/index/slow/audio in the batch")
-
-
-def _train_correct(out: dict, batch: dict) -> torch.Tensor:
-    """Clips of the batch whose top-1 is right (a device tensor: nothing is read back)."""
-    with torch.no_grad():
-        if "verb_logits" in out:
-            v = M.topk_correct(out["verb_logits"].float(), batch["verb"], 1)
-            n = M.topk_correct(out["noun_logits"].float(), batch["noun"], 1)
-            return (v & n).sum()
-        logits, label = out["logits"].float(), batch["label"]
-        if label.dim() == 2:
-            top = logits.argmax(1, keepdim=True)
-            return (label.gather(1, top) > 0.5).sum()
-        return M.topk_correct(logits, label, 1).sum()
 
 
 # ---------------------------------------------------------------------------------------
@@ -180,7 +158,7 @@ class _Board:
     """train.tensorboard: the per-epoch scalars of metrics.jsonl's rows, through
     torch.utils.tensorboard, into the run folder's tb/. Accuracies stay fractions, as in the rows."""
 
-    TRAIN = ("loss", "lr", "top1", "train_error", "avs_loss", "clips_per_s", "data_wait_share", "peak_mem_mb")
+    TRAIN = ("loss", "lr", "top1", "train_error", "clips_per_s", "data_wait_share", "peak_mem_mb")
 
     def __init__(self, folder: Path, start_epoch: int):
         self.folder, self.start = folder, start_epoch
@@ -193,9 +171,9 @@ class _Board:
         return self
 
     def write(self, epoch: int, train_row: dict[str, Any], val_row: dict[str, Any] | None) -> None:
-        for k in self.TRAIN:
-            if k in train_row:
-                self.writer.add_scalar(f"train/{k}", train_row[k], epoch)
+        for k, v in train_row.items():
+            if k in self.TRAIN or k.endswith("_loss"):  # auxiliary losses: avs_loss, ...
+                self.writer.add_scalar(f"train/{k}", v, epoch)
         for k, v in (val_row or {}).items():
             if k not in ("epoch", "step", "split", "time_s") and isinstance(v, (int, float)):
                 self.writer.add_scalar(f"val/{k}", v, epoch)
@@ -215,7 +193,8 @@ class _Trainer:
         self.tty = sys.stderr.isatty()
         self.device = info.device
         self.channels_last = cfg.train.channels_last and self.device.type == "cuda"
-        self.avs_on = avs_enabled(cfg)
+        self.objective = objective_for(cfg)
+        self.aux = auxiliaries_for(cfg)
         self.state: dict[str, Any] = {
             "epoch": 0, "batch": 0, "step": 0, "metric_lines": 0, "best_val": None, "best_epoch": 0,
             "train_time_s": 0.0, "failed_clips": 0, "epoch_stats": None, "last_val": {},
@@ -320,7 +299,7 @@ class _Trainer:
     def _loader(self, epoch: int) -> tuple[Any, int]:
         cfg, info = self.cfg, self.info
         loader = self.f.loader(cfg, "train", "train", shard_id=info.rank, num_shards=info.world, epoch=epoch,
-                               with_shifted_audio=self.avs_on)
+                               with_shifted_audio=any(a.needs_shifted_audio for a in self.aux))
         iters = len(loader)
         if cfg.train.max_train_clips > 0:
             per_step = cfg.train.batch_size * info.world
@@ -340,7 +319,7 @@ class _Trainer:
             C.set_rng_state(self._mine(resumed["epoch_start_rng"] if skip else resumed["rng"]))
         self.epoch_start_rng = C.rng_state()
         loader, iters = self._loader(epoch)
-        sums = EpochSums(self.device, self.state["epoch_stats"] if skip else None)
+        sums = EpochSums(self.device, self.state["epoch_stats"] if skip else None, aux=tuple(a.name for a in self.aux))
         set_train_mode(self.net, self.cfg)
         it = iter(loader)
         for _ in range(skip):  # the loader position of a mid-epoch checkpoint
@@ -384,18 +363,23 @@ class _Trainer:
         lr = lr_at(cfg.train, epoch + i / iters)
         set_lr(self.optimizer, lr)
         batch = I.to_device(batch, self.device, self.channels_last)
-        if self.avs_on:
-            batch = with_audio_negative(batch, (epoch + i / iters) / epochs, cfg, _step_generator(cfg, step))
+        progress = (epoch + i / iters) / epochs
+        for a in self.aux:
+            if a.prepare is not None:
+                batch = a.prepare(batch, progress, cfg, _step_generator(cfg, step))
         with I.autocast_context(self.device, self.cfg.train.precision):
             out = self.net(batch)
-        loss = task_loss(out, batch, cfg)
-        aux = avs_loss(out.get("sync"), cfg) if self.avs_on else None
-        if aux is not None:
-            loss = loss + aux
+        loss = self.objective.loss(out, batch, cfg)
+        aux: dict[str, torch.Tensor] = {}
+        for a in self.aux:
+            extra = a.loss(out, batch, cfg)
+            if extra is not None:
+                aux[a.name] = extra
+                loss = loss + extra
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        sums.add(step, loss, aux, _train_correct(out, batch), _batch_size(batch))
+        sums.add(step, loss, aux, self.objective.correct(out, batch), self.objective.size(batch))
         return lr
 
     def check(self, sums: EpochSums, iters: int) -> dict[str, Any]:
@@ -426,8 +410,9 @@ class _Trainer:
         """The epoch's metrics.jsonl train row (all processes' clips); too many broken clips stop the run."""
         cfg = self.cfg
         failed = float(getattr(loader, "failed", 0))
-        loss_sum, avs_sum, correct, count, failed = D.all_reduce_sum(
-            [stats["loss"], stats["avs"], stats["correct"], stats["count"], failed], self.info)
+        names = [a.name for a in self.aux]
+        loss_sum, correct, count, failed, *aux_sums = D.all_reduce_sum(
+            [stats["loss"], stats["correct"], stats["count"], failed, *(stats[n] for n in names)], self.info)
         seen = count + failed
         if seen and failed / seen > cfg.data.max_failure_share:
             raise TooManyFailedClips(
@@ -442,8 +427,8 @@ class _Trainer:
             "train_error": 1.0 - correct / max(count, 1), "lr": lr, "clips": int(count),
             "failed_clips": int(failed),
         }
-        if self.avs_on:
-            row["avs_loss"] = avs_sum / max(count, 1)
+        for name, total in zip(names, aux_sums):
+            row[f"{name}_loss"] = total / max(count, 1)
         return row
 
     # -- after an epoch -----------------------------------------------------------------
@@ -466,9 +451,10 @@ class _Trainer:
         st, t = self.state, self.cfg.train
         st["failed_clips"] += s.failed
         st["last_val"] = s.metrics
-        if st["best_val"] is None or s.metrics["top1"] > st["best_val"]:
-            st["best_val"], st["best_epoch"] = s.metrics["top1"], epoch + 1
-        st["val_history"] = [*st["val_history"], float(s.metrics["top1"])]
+        value = float(s.metrics[self.objective.metric])
+        if st["best_val"] is None or value > st["best_val"]:
+            st["best_val"], st["best_epoch"] = value, epoch + 1
+        st["val_history"] = [*st["val_history"], value]
         st["converged"] = plateaued(st["val_history"], t.plateau_window, t.plateau_tol)
         st["stopped_early"] = t.early_stop and st["converged"] and t.min_epochs <= epoch + 1 < t.epochs
         return {"epoch": epoch + 1, "step": (epoch + 1) * iters, "split": "val", **s.metrics}
