@@ -10,13 +10,9 @@ import torch
 from torch import nn
 
 from avsf.config import ModelConfig
-from avsf.model.fusion import (
-    AudioVisualNonLocal,
-    DropPathway,
-    FastToSlow,
-    LateralAudioToFast,
-    LateralAudioToSlowFast,
-)
+from avsf.model.droppathway import DropPathway
+from avsf.model.fusions import Junction, get_fusion
+from avsf.model.laterals import FastToSlow
 from avsf.model.heads import ClassificationHead, SyncHead
 from avsf.model.pathways import RES_STAGES, AudioPathway, VisualPathway
 
@@ -83,28 +79,10 @@ class AVSlowFast(nn.Module):
                 head_dim += self.audio.out_channels["res5"]
 
         if fused:
-            a_len = self.audio_lengths()
-            laterals: dict[str, nn.Module] = {}
-            for s in self.lateral_stages:
-                a_ch = self.audio.out_channels[s]
-                slow_ch = self.slow.out_channels[s] + (self.fs_laterals[s].out_channels if s in self.fs_laterals else 0)
-                if cfg.fusion == "a-fs":
-                    laterals[s] = LateralAudioToSlowFast(
-                        a_ch, slow_ch, inner=cfg.afs_channels, kernel=cfg.afs_kernel, stride=a_len[s] // cfg.num_frames
-                    )
-                elif cfg.fusion == "a-f-s":
-                    laterals[s] = LateralAudioToFast(
-                        a_ch, self.fast.out_channels[s], inner=cfg.afs_channels, kernel=cfg.afs_kernel,
-                        stride=a_len[s] // cfg.fast_frames,
-                    )
-                else:
-                    laterals[s] = AudioVisualNonLocal(a_ch, slow_ch, inner=cfg.afs_channels)
-            self.av_laterals = nn.ModuleDict(laterals)
-            drop_channels = {
-                s: (self.fast.out_channels[s] if cfg.fusion == "a-f-s" else
-                    self.slow.out_channels[s] + (self.fs_laterals[s].out_channels if s in self.fs_laterals else 0))
-                for s in self.lateral_stages
-            }
+            self.fusion = get_fusion(cfg.fusion)
+            junctions = self.junctions()
+            self.av_laterals = nn.ModuleDict({s: self.fusion.build(junctions[s], cfg) for s in self.lateral_stages})
+            drop_channels = {s: self.fusion.channels(junctions[s]) for s in self.lateral_stages}
             if self.audio_at_pool5:
                 drop_channels["pool5"] = self.audio.out_channels["res5"]
             self.drop_pathway = DropPathway(cfg.drop_pathway, cfg.drop_pathway_mode, drop_channels)
@@ -121,6 +99,18 @@ class AVSlowFast(nn.Module):
             num_nouns=cfg.num_nouns, dropout=cfg.dropout,
         )
         init_weights(self, zero_init_last_bn=cfg.zero_init_last_bn)
+
+    def junctions(self) -> dict[str, Junction]:
+        """Sizes at every junction of the fused network, for the fusion type to build from."""
+        a_len = self.audio_lengths()
+        return {
+            s: Junction(
+                name=s, audio_channels=self.audio.out_channels[s], audio_frames=a_len[s],
+                slow_channels=self.slow.out_channels[s] + (self.fs_laterals[s].out_channels if s in self.fs_laterals else 0),
+                fast_channels=self.fast.out_channels[s], slow_frames=self.cfg.num_frames, fast_frames=self.cfg.fast_frames,
+            )
+            for s in JUNCTIONS
+        }
 
     def audio_lengths(self) -> dict[str, int]:
         """Audio time length after each junction (the stem keeps it; each stage divides it)."""
@@ -162,14 +152,12 @@ class AVSlowFast(nn.Module):
                 a_neg = audio[a_pos.shape[0]:]
                 sync[junction] = self.sync_heads[junction](visual, a_pos.mean(dim=(2, 3)), a_neg.mean(dim=(2, 3)))
             lateral = self.av_laterals[junction] if junction in self.lateral_stages else None
-            if lateral is not None and self.cfg.fusion == "a-f-s":
-                fast = fast + self.drop_pathway(junction, lateral(a_pos), keep)
+            if lateral is not None and self.fusion.into == "fast":
+                fast = self._fuse(junction, lateral, a_pos, fast, keep)
             if junction in self.fs_laterals:
                 slow = self.fs_laterals[junction](slow, fast)
-            if lateral is not None and self.cfg.fusion == "a-fs":
-                slow = slow + self.drop_pathway(junction, lateral(a_pos), keep)
-            elif lateral is not None and self.cfg.fusion == "av-nonlocal":
-                slow = slow + self.drop_pathway(junction, lateral(a_pos, slow), keep)
+            if lateral is not None and self.fusion.into == "slow":
+                slow = self._fuse(junction, lateral, a_pos, slow, keep)
             if lateral is not None and keep:
                 first_fused = min(first_fused, i)
 
@@ -183,6 +171,11 @@ class AVSlowFast(nn.Module):
         if sync:
             out["sync"] = sync
         return out
+
+
+    def _fuse(self, junction: str, lateral: nn.Module, audio: torch.Tensor, visual: torch.Tensor, keep: bool):
+        term = self.fusion.term(lateral, audio, visual)
+        return self.fusion.combine(visual, self.drop_pathway(junction, term, keep))
 
 
 class LateEnsemble(nn.Module):

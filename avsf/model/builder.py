@@ -10,7 +10,6 @@ from avsf.config import AVS_JUNCTIONS, STAGES, ConfigError, ModelConfig
 from avsf.model.avslowfast import STAGE_DEPTHS, AVSlowFast, LateEnsemble, stage_blocks
 
 PATHWAYS = ("avslowfast", "slowfast", "audio", "late-ensemble")
-FUSIONS = ("a-fs", "a-f-s", "av-nonlocal")
 HEADS = ("softmax", "sigmoid", "verb-noun")
 
 
@@ -21,7 +20,9 @@ def _need(ok: bool, field: str, message: str) -> None:
 
 def validate(cfg: ModelConfig) -> None:
     _need(cfg.pathways in PATHWAYS, "pathways", f"'{cfg.pathways}' is not one of {', '.join(PATHWAYS)}")
-    _need(cfg.fusion in FUSIONS, "fusion", f"'{cfg.fusion}' is not one of {', '.join(FUSIONS)}")
+    from avsf.model.fusions import registered_fusions
+
+    _need(cfg.fusion in registered_fusions(), "fusion", f"'{cfg.fusion}' is not one of {', '.join(registered_fusions())}")
     _need(cfg.head in HEADS, "head", f"'{cfg.head}' is not one of {', '.join(HEADS)}")
     _need(cfg.audio_kernels in ("factorised", "3x3"), "audio_kernels", "use 'factorised' or '3x3'")
     _need(cfg.drop_pathway_mode in ("zeros", "running-average"), "drop_pathway_mode", "use 'zeros' or 'running-average'")
@@ -75,12 +76,15 @@ def _validate_audio(cfg: ModelConfig) -> None:
     for s, stride in zip(("res2", "res3", "res4", "res5"), (cfg.audio_res2_stride, 2, 2, 2)):
         length = (length - 1) // stride + 1
         lengths[s] = length
-    target = cfg.fast_frames if cfg.fusion == "a-f-s" else cfg.num_frames
+    from avsf.model.fusions import get_fusion
+
+    aligns_to = get_fusion(cfg.fusion).aligns_to
+    if aligns_to is None:
+        return
+    target = cfg.fast_frames if aligns_to == "fast" else cfg.num_frames
     for s in [s for s in cfg.fusion_stages if s != "pool5"]:
-        if cfg.fusion == "av-nonlocal":
-            continue
         _need(lengths[s] >= target and lengths[s] % target == 0, "alpha_a",
-              f"audio is {lengths[s]} frames long after {s} but the {'Fast' if target == cfg.fast_frames else 'Slow'} "
+              f"audio is {lengths[s]} frames long after {s} but the {aligns_to.capitalize()} "
               f"pathway has {target}: choose alpha_a so that it is a multiple")
 
 
