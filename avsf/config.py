@@ -41,13 +41,16 @@ class ModelConfig:
     beta_f: float = 1 / 8  # Fast channel ratio
     fs_fusion_kernel: int = 5  # Fast->Slow time-strided conv kernel (5 for 4x16, 7 for 8x8)
     fs_fusion_ratio: int = 2  # Fast->Slow lateral channel multiplier
-    # None: SlowFast uses pool1..res4; AV models use res3, res4 plus any earlier audio stage
-    # (REFERENCE_FACTS: FS_FUSION [F, F, T, T]).
+    # None: SlowFast uses pool1..res4; AVSlowFast the stages where audio fuses laterally
+    # (fusion_stages without pool5): the authors build one fusion module per junction holding
+    # both laterals, FS_FUSION [F, F, T, T] with audio at res3, res4 (docs/model.md).
     fs_fusion_stages: list[str] | None = None
     alpha_a: int = 32  # audio log-mel frames per Slow frame (T_audio = alpha_a * T)
     beta_a: float = 1 / 2  # Audio channel ratio
     mel_bins: int = 80
-    audio_kernels: str = "factorised"  # factorised ([3x1, 1x3] in res2/res3) | 3x3
+    # res2/res3 audio block: factorised (authors' v1: parallel 3x1 | 1x3, concatenated) |
+    # table1 (Table 1: 1x1 -> 3x1 + 1x3 summed -> 1x1) | 3x3
+    audio_kernels: str = "factorised"
     audio_res2_stride: int = 1  # 1: authors' code; 2: the paper's text ("res2 to res5")
     audio_stem_kernel: int = 9  # [9x1, 1x9] stem
     fusion: str = "a-fs"  # a-fs | a-f-s | av-nonlocal
@@ -56,10 +59,20 @@ class ModelConfig:
     afs_kernel: int = 5  # temporal kernel of the audio->visual lateral
     drop_pathway: float = 0.8  # Pd
     drop_pathway_mode: str = "zeros"  # zeros | running-average
+    # laterals: only the audio->visual additions are dropped (authors' code; the text's "sum
+    # zero tensors with the visual pathways"); laterals+head: the pool5 audio features too
+    drop_pathway_scope: str = "laterals"
     avs_layers: list[str] = field(default_factory=lambda: ["res3", "res4", "res5"])
     avs_dim: int = 64
     avs_loss: str = "contrastive"  # contrastive (authors' code) | bce (paper's text: "classify")
     avs_margin: float = 0.99
+    avs_loss_form: str = "authors"  # authors (unsquared-distance hinge, /2N, summed over junctions) | avsf
+    # fused (authors): fused Slow (Slow ++ Fast->Slow) vs audio after the lateral convs;
+    # pooled: mean(Slow) ++ mean(Fast) before the lateral vs the pooled audio features
+    avs_inputs: str = "fused"
+    avs_mask: bool = True  # leave near-silent audio and near-duplicate pairs out of AVS
+    avs_silence_var: float = 0.01  # log-mel input variance below this: near-silent
+    avs_duplicate_cos: float = 0.99999  # positive/negative audio cosine above this: duplicate
     nonlocal_stages: list[str] = field(default_factory=list)  # e.g. ["res4"] for R101+NL
     dropout: float = 0.5
     head: str = "softmax"  # softmax | sigmoid | verb-noun

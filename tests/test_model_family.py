@@ -97,13 +97,24 @@ def _nonzero_fusion(cfg):
     return cfg
 
 
+HEAD_SCOPE = {"model.drop_pathway_scope": "laterals+head"}
+
+
 def test_droppathway_pd1_makes_output_independent_of_audio_and_pd0_does_not():
-    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 1.0}))) == 0.0
-    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 0.0}))) > 1e-6
+    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 1.0, **HEAD_SCOPE}))) == 0.0
+    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 0.0, **HEAD_SCOPE}))) > 1e-6
+
+
+def test_droppathway_laterals_scope_drops_the_additions_and_keeps_pool5_audio():
+    no_pool5 = {"model.drop_pathway": 1.0, "model.fusion_stages": ["res3", "res4"]}
+    assert _audio_sensitivity(_nonzero_fusion(tiny(**no_pool5))) == 0.0
+    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 1.0}))) > 1e-6  # via the head
+    assert not hasattr(build_model(tiny()).drop_pathway, "running_pool5")
+    assert hasattr(build_model(tiny(**HEAD_SCOPE)).drop_pathway, "running_pool5")
 
 
 def test_droppathway_running_average_mode_also_ignores_current_audio():
-    cfg = _nonzero_fusion(tiny(**{"model.drop_pathway": 1.0, "model.drop_pathway_mode": "running-average"}))
+    cfg = _nonzero_fusion(tiny(**{"model.drop_pathway": 1.0, "model.drop_pathway_mode": "running-average", **HEAD_SCOPE}))
     assert _audio_sensitivity(cfg) == 0.0
 
 

@@ -24,9 +24,14 @@ def validate(cfg: ModelConfig) -> None:
 
     _need(cfg.fusion in registered_fusions(), "fusion", f"'{cfg.fusion}' is not one of {', '.join(registered_fusions())}")
     _need(cfg.head in HEADS, "head", f"'{cfg.head}' is not one of {', '.join(HEADS)}")
-    _need(cfg.audio_kernels in ("factorised", "3x3"), "audio_kernels", "use 'factorised' or '3x3'")
+    _need(cfg.audio_kernels in ("factorised", "table1", "3x3"), "audio_kernels", "use 'factorised', 'table1' or '3x3'")
     _need(cfg.drop_pathway_mode in ("zeros", "running-average"), "drop_pathway_mode", "use 'zeros' or 'running-average'")
+    _need(cfg.drop_pathway_scope in ("laterals", "laterals+head"), "drop_pathway_scope", "use 'laterals' or 'laterals+head'")
     _need(cfg.avs_loss in ("contrastive", "bce"), "avs_loss", "use 'contrastive' or 'bce'")
+    _need(cfg.avs_loss_form in ("authors", "avsf"), "avs_loss_form", "use 'authors' or 'avsf'")
+    _need(cfg.avs_inputs in ("fused", "pooled"), "avs_inputs", "use 'fused' or 'pooled'")
+    _need(cfg.avs_silence_var >= 0, "avs_silence_var", f"must be >= 0, got {cfg.avs_silence_var}")
+    _need(-1 <= cfg.avs_duplicate_cos <= 1, "avs_duplicate_cos", f"a cosine similarity in [-1, 1], got {cfg.avs_duplicate_cos}")
     if cfg.stage_blocks:
         _need(len(cfg.stage_blocks) == 4 and all(b >= 1 for b in cfg.stage_blocks), "stage_blocks",
               f"needs four positive block counts (res2..res5), got {cfg.stage_blocks}")

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from avsf.model.blocks import (
-    AudioBottleneck, Bottleneck3d, NonLocal3d, SpaceToDepthConv3d, TimeFrequencyBottleneck, conv_bn_relu,
+    AudioBottleneck, Bottleneck3d, FactorisedBottleneck, NonLocal3d, SpaceToDepthConv3d, TimeFrequencyBottleneck,
+    conv_bn_relu,
 )
 
 RES_STAGES = ("res2", "res3", "res4", "res5")
@@ -92,15 +93,19 @@ class AudioStem(nn.Module):
         return self.relu(self.bn(self.time(x) + self.freq(x)))
 
 
+AUDIO_BLOCKS = {"factorised": TimeFrequencyBottleneck, "table1": FactorisedBottleneck, "3x3": AudioBottleneck}
+"""`model.audio_kernels` -> the block of audio res2 and res3 (res4, res5: always the 3x3 one)."""
+FACTORISED_STAGES = ("res2", "res3")
+
+
 class AudioPathway(nn.Module):
     """2D ResNet over the (time x frequency) log-mel; no pool1; stride-2 downsampling per stage.
 
-    `factorised_stages` use the [3x1, 1x3] time-frequency block; the rest a plain 3x3 bottleneck.
+    res2 and res3 use `AUDIO_BLOCKS[block]` (time and frequency filtered apart, Sec. 3.4); res4
+    and res5 a plain 3x3 bottleneck.
     """
 
-    def __init__(
-        self, *, width: int, blocks: list[int], stem_kernel: int, res2_stride: int, factorised_stages: set[str]
-    ):
+    def __init__(self, *, width: int, blocks: list[int], stem_kernel: int, res2_stride: int, block: str):
         super().__init__()
         self.stem = AudioStem(width, stem_kernel)
         self.out_channels: dict[str, int] = {"pool1": width}
@@ -111,8 +116,8 @@ class AudioPathway(nn.Module):
             inner = width * 2**i
             dim_out = 4 * inner
             stride = res2_stride if i == 0 else 2
-            block = TimeFrequencyBottleneck if name in factorised_stages else AudioBottleneck
-            layers = [block(dim_in if j == 0 else dim_out, inner, dim_out, stride=stride if j == 0 else 1) for j in range(n)]
+            kind = AUDIO_BLOCKS[block] if name in FACTORISED_STAGES else AudioBottleneck
+            layers = [kind(dim_in if j == 0 else dim_out, inner, dim_out, stride=stride if j == 0 else 1) for j in range(n)]
             stages.append(Stage(*layers))
             dim_in = dim_out
             self.out_channels[name] = dim_out

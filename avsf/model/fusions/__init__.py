@@ -42,6 +42,6 @@ def get_fusion(name: str) -> Fusion:
 
 
 # The built-in types (their modules register themselves on import).
-from avsf.model.fusions import a_f_s, a_fs, av_nonlocal  # noqa: E402,F401
+from avsf.model.fusions import a_f_s, a_f_s_broadcast, a_fs, av_nonlocal  # noqa: E402,F401
 
 __all__ = ["FUSIONS", "Fusion", "Junction", "get_fusion", "register_fusion", "registered_fusions"]
