@@ -9,8 +9,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("data", help="synthetic benchmark, dataset preparation, loader preview and benchmark",
-                       description="Audiovisual data: generate the built-in synthetic benchmark, prepare your own "
+    p = sub.add_parser("data", description="Audiovisual data: generate the built-in synthetic benchmark, prepare your own "
                        "videos, look at what the model sees, and measure loader throughput.")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     dsub.required = True

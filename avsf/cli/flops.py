@@ -7,6 +7,7 @@ import json
 
 from tqdm import tqdm
 
+from avsf.cli.common import positive_int
 from avsf.config import ConfigError, build_config, load_config
 from avsf.flops import count
 from avsf.model.variants import VARIANTS, get_variant
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--variant", metavar="NAME", help="a named paper row (see --list)")
     what.add_argument("--config", metavar="FILE", help="a TOML config file")
     what.add_argument("--list", action="store_true", help="count every named variant: paper GFLOPs, ours, delta")
-    p.add_argument("--input-size", type=int, default=None, help="spatial size of the clip (default 256, the paper's)")
+    p.add_argument("--input-size", type=positive_int, default=None, help="spatial size of the clip (default 256, the paper's)")
     p.add_argument("--scale", default=None, help="tiny | small | paper (default paper)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. model.beta_a=1/4 (repeatable)")

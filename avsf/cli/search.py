@@ -11,7 +11,6 @@ import sys
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
-        help="Optuna search over config fields (val top-1 vs GFLOPs), one run folder per trial",
         description=(
             "Create, join or continue the Optuna study a search file declares. Without --trials "
             "this worker runs trials until the study holds the file's `trials` finished trials; "

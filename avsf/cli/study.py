@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("study", help="run a declarative ablation study (studies/*.toml); resumable")
+    p = sub.add_parser("study", description="Run a declarative ablation study (studies/*.toml): every variant x seed "
+                       "into its own run folder, resumable; see which runs are done; list the study files.")
     ssub = p.add_subparsers(dest="study_command", metavar="ACTION")
     ssub.required = True
 

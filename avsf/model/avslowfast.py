@@ -12,17 +12,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from avsf.config import ModelConfig
+from avsf.config import FS_STAGES, JUNCTIONS, RES_STAGES, STAGE_DEPTHS, ModelConfig
 from avsf.model.droppathway import DropPathway
 from avsf.model.fusions import Junction, get_fusion
 from avsf.model.heads import ClassificationHead, SyncHead
 from avsf.model.laterals import AudioTemporalLateral, FastToSlow
-from avsf.model.pathways import RES_STAGES, AudioPathway, VisualPathway
+from avsf.model.pathways import AudioPathway, VisualPathway
 from avsf.model.sync import sync_mask
 
-JUNCTIONS = ("pool1", "res2", "res3", "res4", "res5")
-STAGE_DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
-SLOWFAST_FS_STAGES = ["pool1", "res2", "res3", "res4"]
 
 
 def stage_blocks(cfg: ModelConfig) -> list[int]:
@@ -37,8 +34,8 @@ def fs_fusion_stages(cfg: ModelConfig) -> list[str]:
     if cfg.fs_fusion_stages is not None:
         return list(cfg.fs_fusion_stages)
     if cfg.pathways == "avslowfast":
-        return [s for s in JUNCTIONS[:-1] if s in cfg.fusion_stages]
-    return list(SLOWFAST_FS_STAGES)
+        return [s for s in FS_STAGES if s in cfg.fusion_stages]
+    return list(FS_STAGES)
 
 
 @dataclass

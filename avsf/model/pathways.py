@@ -9,12 +9,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from avsf.config import RES_STAGES
 from avsf.model.blocks import (
     AudioBottleneck, Bottleneck3d, FactorisedBottleneck, NonLocal3d, SpaceToDepthConv3d, TimeFrequencyBottleneck,
     conv_bn_relu,
 )
-
-RES_STAGES = ("res2", "res3", "res4", "res5")
 
 
 def nonlocal_after(num_blocks: int) -> set[int]:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avsf.config import SCALES, Config, ConfigError, build_config, flatten, read_toml
+from avsf.config import SCALES, Config, ConfigError, apply, build_config, flatten, read_toml
 
 DEFAULT_SCALE = "small"
 
@@ -359,24 +359,22 @@ def _variant(rv: Any, i: int, err) -> Variant:
 
 
 def _check_configs(spec: StudySpec, err) -> None:
-    """Build every variant's config at every scale the file mentions, so bad keys fail now."""
-    try:
-        build_config(scale="paper", base=spec.base)
-    except ConfigError as e:
-        raise err("base", str(e)) from None
-    scales = sorted({spec.default_scale, *spec.scales})
-    for s in scales:
-        if s in spec.scales:
-            try:
-                build_config(scale=s, base=spec.scales[s].set)
-            except ConfigError as e:
-                raise err(f"scale.{s}.set", str(e)) from None
-    for i, v in enumerate(spec.variants):
+    """Every key of every block exists and reads as its type (named by its block); then every
+    run's merged config, variant x every scale the file mentions, passes `Config.validate`.
+
+    Values are validated merged, not block by block: a variant's value may be valid only
+    together with the base or the scale's sizes.
+    """
+    blocks = [("base", spec.base)]
+    blocks += [(f"scale.{s}.set", st.set) for s, st in spec.scales.items()]
+    blocks += [(f"variant[{i}] ('{v.name}').set", v.set) for i, v in enumerate(spec.variants)]
+    for key, block in blocks:
         try:
-            build_config(scale="paper", base=v.set)
+            apply(Config(), block)
         except ConfigError as e:
-            raise err(f"variant[{i}] ('{v.name}').set", str(e)) from None
-        for s in scales:
+            raise err(key, str(e)) from None
+    for s in sorted({spec.default_scale, *spec.scales}):
+        for i, v in enumerate(spec.variants):
             try:
                 spec.config_for(v, scale=s)
             except ConfigError as e:

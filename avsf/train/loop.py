@@ -282,10 +282,7 @@ def _prepare_run_folder(cfg: Config, out_dir: Path, info: D.DistInfo) -> None:
 def _train(cfg: Config, out_dir: Path, info: D.DistInfo, on_epoch, progress: bool) -> dict:
     from tqdm import tqdm
 
-    if cfg.train.precision not in ("fp32", "bf16"):
-        raise ConfigError(f"train.precision must be 'fp32' or 'bf16', got {cfg.train.precision!r}")
-    if cfg.train.epochs < 1:
-        raise ConfigError(f"train.epochs must be >= 1, got {cfg.train.epochs}")
+    cfg.validate()  # a config built in code (not by build_config) is checked here too
     if cfg.train.precision == "bf16" and info.device.type != "cuda":
         _log("avsf train: train.precision=bf16 needs CUDA; running fp32 on the CPU", info, progress)
 

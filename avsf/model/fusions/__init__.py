@@ -41,7 +41,8 @@ def get_fusion(name: str) -> Fusion:
         raise ConfigError(f"model.fusion: '{name}' is not one of {', '.join(FUSIONS)}") from None
 
 
-# The built-in types (their modules register themselves on import).
-from avsf.model.fusions import a_f_s, a_f_s_broadcast, a_fs, av_nonlocal  # noqa: E402,F401
+# The built-in types (their modules register themselves on import): the paper's three in its
+# order, then the measuring variant.
+from avsf.model.fusions import a_fs, a_f_s, av_nonlocal, a_f_s_broadcast  # noqa: E402,F401,I001
 
 __all__ = ["FUSIONS", "Fusion", "Junction", "get_fusion", "register_fusion", "registered_fusions"]
