@@ -1,10 +1,36 @@
-"""Residual building blocks of the Slow, Fast and Audio pathways (Table 1)."""
+"""Residual building blocks of the Slow, Fast and Audio pathways (Table 1), and the execution
+helpers: conv subclasses that compute the plain conv's function faster on some devices."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+HELPERS = ("subsampled", "space_to_depth", "frame_conv")
+"""The execution helpers: SubsampledConv2d/3d, SpaceToDepthConv3d, FrameConv3d."""
+
+EXECUTION_HELPERS: dict[str, frozenset[str]] = {"cpu": frozenset(HELPERS)}
+"""Which helpers run on which device type; a device type not listed (CUDA, MPS, ...) runs the
+plain convs. Each helper is in here only where bench/test_helpers.py measured it faster than
+the plain conv: on the CPU all three (docs/performance.md). None has been measured on CUDA,
+where cuDNN picks its own algorithms, so none runs there until the bench's CUDA groups show
+one helps (`set_execution_helpers("cuda", [...])` turns one on, e.g. for that bench)."""
+
+
+def set_execution_helpers(device_type: str, names: Iterable[str]) -> None:
+    """Run exactly the helpers `names` on `device_type` ("cpu", "cuda", ...)."""
+    names = frozenset(names)
+    unknown = names - set(HELPERS)
+    if unknown:
+        raise ValueError(f"unknown execution helper(s) {sorted(unknown)}; choose from {', '.join(HELPERS)}")
+    EXECUTION_HELPERS[device_type] = names
+
+
+def helper_runs(name: str, device: torch.device) -> bool:
+    return name in EXECUTION_HELPERS.get(device.type, ())
 
 
 class _SubsampleFirst:
@@ -25,6 +51,8 @@ class _SubsampleFirst:
                              f"kernel {self.kernel_size}, padding {self.padding}")
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not helper_runs("subsampled", x.device):
+            return super()._conv_forward(x, weight, bias)
         if any(s != 1 for s in self.stride):
             x = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in self.stride)]
         return type(self)._conv(x, weight, bias, 1, 0, self.dilation, self.groups)
@@ -48,7 +76,8 @@ class SpaceToDepthConv3d(nn.Conv3d):
     channels (the Fast stem: 4 at `small`, 8 at R50), oneDNN's weight gradient of the strided
     conv barely vectorises; the rearranged conv trains 1.5x faster at `small`, about even at R50
     (bench/test_helpers.py, docs/performance.md).
-    Evaluation, CUDA and wide stems (>= FEW_CHANNELS outputs, where it is slower) use the plain conv.
+    Evaluation, devices without the helper (EXECUTION_HELPERS) and wide stems (>= FEW_CHANNELS
+    outputs, where it is slower) use the plain conv.
     """
 
     FEW_CHANNELS = 16
@@ -60,7 +89,7 @@ class SpaceToDepthConv3d(nn.Conv3d):
                              f"stride {self.stride}, groups {self.groups}, dilation {self.dilation}")
 
     def _rearranged(self) -> bool:
-        return (self.out_channels < self.FEW_CHANNELS and self.weight.device.type == "cpu"
+        return (self.out_channels < self.FEW_CHANNELS and helper_runs("space_to_depth", self.weight.device)
                 and torch.is_grad_enabled() and self.weight.requires_grad and not torch.jit.is_tracing())
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -106,7 +135,7 @@ class FrameConv3d(nn.Conv3d):
 
     def _on_frames(self, x: torch.Tensor) -> bool:
         n, c, t, h, _ = x.shape
-        return (x.device.type == "cpu" and n == 1 and n * c * t * h <= self.SLOW_PATH_MAX and self.groups == 1
+        return (helper_runs("frame_conv", x.device) and n == 1 and n * c * t * h <= self.SLOW_PATH_MAX and self.groups == 1
                 and max(self.kernel_size[1:]) <= 3 and not torch.jit.is_tracing())
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
