@@ -35,7 +35,7 @@ STAGE_DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
 """Blocks per residual stage of ResNet-50 / ResNet-101."""
 
 PATHWAYS = ("avslowfast", "slowfast", "audio", "late-ensemble")
-HEADS = ("softmax", "sigmoid", "verb-noun")
+HEADS = ("softmax", "sigmoid", "verb-noun", "detection")
 AUDIO_KERNELS = ("factorised", "table1", "3x3")
 DROP_PATHWAY_MODES = ("zeros", "running-average")
 DROP_PATHWAY_SCOPES = ("laterals", "laterals+head")
@@ -210,7 +210,9 @@ class ModelConfig:
     avs_duplicate_cos: float = 0.99999  # positive/negative audio cosine above this: duplicate
     nonlocal_stages: list[str] = field(default_factory=list)  # e.g. ["res4"] for R101+NL
     dropout: float = 0.5
-    head: str = "softmax"  # softmax | sigmoid | verb-noun
+    # softmax | sigmoid | verb-noun | detection (AVA: res5 dilated, per-box RoIAlign, sigmoid)
+    head: str = "softmax"
+    rot_head: bool = False  # ROT pretext task (Sec. 6): four-way rotation logits on the visual features
     num_classes: int = 400
     num_verbs: int = 97
     num_nouns: int = 300
@@ -275,6 +277,10 @@ class ModelConfig:
             self._validate_audio(c)
 
     def _validate_heads(self, c: _Check, resolved: bool) -> None:
+        c.need(not self.rot_head or self.pathways in ("avslowfast", "slowfast"), "rot_head",
+               f"the rotation head reads the visual pathways of one network (model.pathways {self.pathways!r})")
+        c.need(self.head != "detection" or self.pathways in ("avslowfast", "slowfast"), "head",
+               f"detection needs the visual pathways in one network (model.pathways {self.pathways!r})")
         if self.head == "verb-noun":
             c.number("num_verbs", 1, why=" (a verb-noun head needs verbs and nouns)")
             c.number("num_nouns", 1, why=" (a verb-noun head needs verbs and nouns)")

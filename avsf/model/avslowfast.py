@@ -15,9 +15,10 @@ from torch import nn
 from avsf.config import FS_STAGES, JUNCTIONS, RES_STAGES, STAGE_DEPTHS, ModelConfig
 from avsf.model.droppathway import DropPathway
 from avsf.model.fusions import Junction, get_fusion
-from avsf.model.heads import ClassificationHead, SyncHead
+from avsf.model.heads import ClassificationHead, DetectionHead, SyncHead
 from avsf.model.laterals import AudioTemporalLateral, FastToSlow
 from avsf.model.pathways import AudioPathway, VisualPathway
+from avsf.model.pretext import ROTATIONS
 from avsf.model.sync import sync_mask
 
 
@@ -64,28 +65,35 @@ class AVSlowFast(nn.Module):
         self.lateral_stages = [s for s in cfg.fusion_stages if s != "pool5"] if self.fused else []
         self.audio_at_pool5 = self.has_audio and (not self.has_visual or "pool5" in cfg.fusion_stages)
         self.fs_stages = fs_fusion_stages(cfg) if self.has_visual else []
-        head_dim = 0
-        if self.has_visual:
-            head_dim += self._build_visual(cfg, blocks)
+        self.detection = cfg.head == "detection"
+        visual_dims = self._build_visual(cfg, blocks) if self.has_visual else []
+        audio_dim = 0
         if self.has_audio:
             self.audio = AudioPathway(
                 width=round(cfg.width * cfg.beta_a), blocks=blocks, stem_kernel=cfg.audio_stem_kernel,
                 res2_stride=cfg.audio_res2_stride, block=cfg.audio_kernels,
             )
-            head_dim += self.audio.out_channels["res5"] if self.audio_at_pool5 else 0
+            audio_dim = self.audio.out_channels["res5"] if self.audio_at_pool5 else 0
         if self.fused:
             self._build_fusion(cfg)
             self._build_sync(cfg)
-        self.head = ClassificationHead(
-            head_dim, kind=cfg.head, num_classes=cfg.num_classes, num_verbs=cfg.num_verbs,
-            num_nouns=cfg.num_nouns, dropout=cfg.dropout,
-        )
+        if self.detection:
+            self.head = DetectionHead(visual_dims, audio_dim, num_classes=cfg.num_classes, dropout=cfg.dropout)
+        else:
+            self.head = ClassificationHead(
+                sum(visual_dims) + audio_dim, kind=cfg.head, num_classes=cfg.num_classes, num_verbs=cfg.num_verbs,
+                num_nouns=cfg.num_nouns, dropout=cfg.dropout,
+            )
+        # ROT (Sec. 6): a four-way rotation classifier on the pooled visual features
+        self.rot_head = nn.Linear(sum(visual_dims), ROTATIONS) if cfg.rot_head else None
         init_weights(self, zero_init_last_bn=cfg.zero_init_last_bn)
 
-    def _build_visual(self, cfg: ModelConfig, blocks: list[int]) -> int:
+    def _build_visual(self, cfg: ModelConfig, blocks: list[int]) -> list[int]:
+        """Slow, Fast and the Fast->Slow laterals; returns the widths of the final Slow and Fast maps."""
+        dilation = 2 if self.detection else 1
         self.fast = VisualPathway(
             width=round(cfg.width * cfg.beta_f), blocks=blocks, stem_temporal_kernel=5, temporal_kernels=[3, 3, 3, 3],
-            temporal_kernel_blocks=cfg.temporal_kernel_blocks,
+            temporal_kernel_blocks=cfg.temporal_kernel_blocks, res5_dilation=dilation,
             extra_in={}, nonlocal_stages=[],  # PySlowFast's R101+NL: non-local in Slow only
         )
         self.fs_laterals = nn.ModuleDict({s: self._fast_to_slow(s) for s in self.fs_stages})
@@ -93,9 +101,9 @@ class AVSlowFast(nn.Module):
             width=cfg.width, blocks=blocks, stem_temporal_kernel=1, temporal_kernels=[1, 1, 3, 3],
             temporal_kernel_blocks=cfg.temporal_kernel_blocks,
             extra_in={s: m.out_channels for s, m in self.fs_laterals.items()},
-            nonlocal_stages=cfg.nonlocal_stages, num_frames=cfg.num_frames,
+            nonlocal_stages=cfg.nonlocal_stages, num_frames=cfg.num_frames, res5_dilation=dilation,
         )
-        return self.slow.out_channels["res5"] + self.fast.out_channels["res5"]
+        return [self.slow.out_channels["res5"], self.fast.out_channels["res5"]]
 
     def _fast_to_slow(self, junction: str) -> FastToSlow:
         cfg = self.cfg
@@ -172,7 +180,7 @@ class AVSlowFast(nn.Module):
                 self._fuse_junction(i, junction, flow)
             elif self.has_visual and junction in self.fs_laterals:
                 flow.slow = self.fs_laterals[junction](flow.slow, flow.fast)
-        out = self.head(torch.cat(self._pooled(flow), dim=1))
+        out = self._heads(batch, flow)
         if flow.sync_rows is not None:
             out["sync"] = flow.sync
             out["sync_mask"] = flow.sync_rows
@@ -248,16 +256,24 @@ class AVSlowFast(nn.Module):
             term = self.fusion.term(lateral, flow.audio[: flow.clips], visual)
         return self.fusion.combine(visual, self.drop_pathway(junction, term, flow.keep))
 
-    def _pooled(self, flow: _Flow) -> list[torch.Tensor]:
-        """pool5: each pathway's global average, concatenated by the head."""
-        pooled = []
-        if self.has_visual:
-            pooled += [flow.slow.mean(dim=(2, 3, 4)), flow.fast.mean(dim=(2, 3, 4))]
+    def _heads(self, batch: dict[str, torch.Tensor], flow: _Flow) -> dict[str, torch.Tensor]:
+        """pool5: each pathway's global average, concatenated by the classification head; the
+        detection head pools the visual maps per box instead, and reads the same pooled audio."""
+        audio = None
         if self.audio_at_pool5:
-            a = flow.audio[: flow.clips].mean(dim=(2, 3))
-            scoped = self.fused and self.cfg.drop_pathway_scope == "laterals+head"
-            pooled.append(self.drop_pathway("pool5", a, flow.keep) if scoped else a)
-        return pooled
+            audio = flow.audio[: flow.clips].mean(dim=(2, 3))
+            if self.fused and self.cfg.drop_pathway_scope == "laterals+head":
+                audio = self.drop_pathway("pool5", audio, flow.keep)
+        visual = []
+        if self.has_visual and (not self.detection or self.rot_head is not None):
+            visual = [flow.slow.mean(dim=(2, 3, 4)), flow.fast.mean(dim=(2, 3, 4))]
+        if self.detection:
+            out = self.head([flow.slow, flow.fast], audio, batch["boxes"], batch["box_mask"])
+        else:
+            out = self.head(torch.cat(visual + ([audio] if audio is not None else []), dim=1))
+        if self.rot_head is not None:
+            out["rot_logits"] = self.rot_head(torch.cat(visual, dim=1))
+        return out
 
 
 class LateEnsemble(nn.Module):

@@ -164,14 +164,16 @@ def conv_bn_relu(conv: nn.Module, channels: int, *, relu: bool = True, zero_init
 
 
 class Bottleneck3d(nn.Module):
-    """SlowFast bottleneck: Tx1x1 -> 1x3x3 (spatial stride here) -> 1x1x1, plus shortcut."""
+    """SlowFast bottleneck: Tx1x1 -> 1x3x3 (spatial stride and dilation here) -> 1x1x1, plus shortcut."""
 
-    def __init__(self, dim_in: int, dim_inner: int, dim_out: int, *, temporal_kernel: int, stride: int):
+    def __init__(self, dim_in: int, dim_inner: int, dim_out: int, *, temporal_kernel: int, stride: int,
+                 dilation: int = 1):
         super().__init__()
-        t = temporal_kernel
+        t, d = temporal_kernel, dilation
         self.a = conv_bn_relu(nn.Conv3d(dim_in, dim_inner, (t, 1, 1), padding=(t // 2, 0, 0), bias=False), dim_inner)
         self.b = conv_bn_relu(
-            FrameConv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
+            FrameConv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, d, d),
+                        dilation=(1, d, d), bias=False),
             dim_inner,
         )
         self.c = conv_bn_relu(nn.Conv3d(dim_inner, dim_out, 1, bias=False), dim_out, relu=False, zero_init=True)

@@ -32,6 +32,9 @@ class VisualPathway(nn.Module):
     `extra_in[stage]` widens a stage's input for the Fast->Slow concatenation before it.
     Only the first `temporal_kernel_blocks[i]` blocks of stage i get its temporal kernel, the
     rest are 1 (PySlowFast's NUM_BLOCK_TEMP_KERNEL: R101's res4 uses 3 in 6 of 23 blocks).
+    `res5_dilation` 2 (detection, Sec. 5): res5 keeps the spatial size (stride 1) and dilates
+    its spatial filters by 2 instead, so the final map is 1/16 of the input, as PySlowFast's
+    AVA configs.
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class VisualPathway(nn.Module):
         extra_in: dict[str, int],
         nonlocal_stages: list[str],
         num_frames: int = 2,
+        res5_dilation: int = 1,
     ):
         super().__init__()
         t = stem_temporal_kernel
@@ -62,11 +66,12 @@ class VisualPathway(nn.Module):
             prev = ("pool1",) + RES_STAGES
             d = dim_in + extra_in.get(prev[i], 0)
             nl_at = nonlocal_after(n) if name in nonlocal_stages else set()
+            dilation = res5_dilation if name == "res5" else 1
             for j in range(n):
                 layers.append(
                     Bottleneck3d(
                         d, inner, dim_out, temporal_kernel=temporal_kernels[i] if j < temporal_kernel_blocks[i] else 1,
-                        stride=(2 if i > 0 and j == 0 else 1),
+                        stride=(2 if i > 0 and j == 0 and dilation == 1 else 1), dilation=dilation,
                     )
                 )
                 if j in nl_at:

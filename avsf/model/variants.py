@@ -2,7 +2,8 @@
 
 A variant is config overrides on top of the `paper` scale plus the paper's figure for that
 row. FLOPs are for one clip at 256x256 (the paper's test crop) with 400 classes unless the row
-says otherwise. docs/model.md explains rows our count cannot match.
+says otherwise (detection and SSL rows: 256x320, the paper's footnote 2). docs/model.md
+explains rows our count cannot match.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ class Variant:
     description: str
     paper_gflops: float
     overrides: dict[str, Any] = field(default_factory=dict)
-    input_size: int = 256
+    input_size: int | tuple[int, int] = 256  # square side, or (height, width)
+    paper_params_m: float | None = None  # the paper's parameter count, where it gives one
 
 
 R50_8x8 = {"model.num_frames": 8, "model.tau": 8, "model.alpha_f": 4, "model.alpha_a": 16, "model.fs_fusion_kernel": 7}
@@ -30,6 +32,15 @@ R101_NL_16x8 = {
     "model.head": "sigmoid",
 }
 SLOWFAST = {"model.pathways": "slowfast"}
+# AVA detection (Table 7, Sec. 5, A.7): res5 dilated, RoI head, 80 classes (60 evaluated);
+# R101 rows with non-local blocks ("For R101, both use NL blocks").
+DETECTION = {"model.head": "detection", "model.num_classes": 80}
+R101_NL_8x8 = {**R101_8x8, "model.nonlocal_stages": ["res4"]}
+# Self-supervised rows (Table A.1): the rotation head (ROT) on top, UCF101's 101 classes in the
+# linear probe's fc; T x tau = 16x4 samples 64 frames at stride 1 (Fast alpha 4), 128 log-mel.
+SSL = {"model.rot_head": True, "model.num_classes": 101}
+R50_16x4 = {"model.num_frames": 16, "model.tau": 4, "model.alpha_f": 4, "model.alpha_a": 8, "model.fs_fusion_kernel": 7}
+FOOTNOTE_2 = (256, 320)
 
 
 def _v(name: str, description: str, paper: float, **overrides: Any) -> Variant:
@@ -63,6 +74,20 @@ VARIANTS: dict[str, Variant] = {
                 {**R101_NL_16x8, **SLOWFAST}),
         Variant("table4/avslowfast-r101-nl", "AVSlowFast 16x8, R101+NL (Charades, 157 classes)", 278.0,
                 dict(R101_NL_16x8)),
+        Variant("table7/slowfast-r50", "AVA detection, SlowFast 4x16, R50", 65.7, {**DETECTION, **SLOWFAST},
+                FOOTNOTE_2),
+        Variant("table7/avslowfast-r50", "AVA detection, AVSlowFast 4x16, R50", 67.1, dict(DETECTION), FOOTNOTE_2),
+        Variant("table7/slowfast-r101-nl", "AVA detection, SlowFast 8x8, R101+NL", 184.0,
+                {**R101_NL_8x8, **DETECTION, **SLOWFAST}, FOOTNOTE_2),
+        Variant("table7/avslowfast-r101-nl", "AVA detection, AVSlowFast 8x8, R101+NL", 210.0,
+                {**R101_NL_8x8, **DETECTION}, FOOTNOTE_2),
+        Variant("tableA1/avslowfast-4x16", "SSL (AVS+ROT) AVSlowFast 4x16, R50", 36.2, dict(SSL), FOOTNOTE_2, 38.5),
+        Variant("tableA1/avslowfast-8x8", "SSL (AVS+ROT) AVSlowFast 8x8, R50", 63.4, {**R50_8x8, **SSL}, FOOTNOTE_2,
+                38.5),
+        Variant("tableA1/avslowfast-16x4", "SSL (AVS+ROT) AVSlowFast 16x4, R50", 117.9, {**R50_16x4, **SSL},
+                FOOTNOTE_2, 38.5),
+        Variant("tableA1/slowfast-4x16-rot", "SSL (ROT) SlowFast 4x16, R50", 34.2, {**SSL, **SLOWFAST}, FOOTNOTE_2,
+                33.0),
     ]
 }
 
