@@ -148,7 +148,8 @@ class _Check:
         kind = "an integer" if isinstance(v, int) else "a finite number"
         self.need(ok, name, f"must be {kind} in {_interval(low, high, low_open, high_open)}{why}", v)
 
-    def numbers(self, name: str, low: float | None = None, *, low_open: bool = False, length: int | None = None) -> None:
+    def numbers(self, name: str, low: float | None = None, *, low_open: bool = False,
+                length: int | None = None) -> None:
         values = getattr(self.section, name)
         if length is not None:
             self.need(len(values) == length, name, f"wants exactly {length} numbers")
@@ -296,7 +297,8 @@ class ModelConfig:
         c.one_of("audio_res2_stride", (1, 2))
         c.odd("audio_stem_kernel")
         c.number("beta_a", 0, low_open=True)
-        c.need(round(self.width * self.beta_a) >= 1, "beta_a", f"model.width {self.width} x beta_A leaves no audio channel")
+        c.need(round(self.width * self.beta_a) >= 1, "beta_a",
+               f"model.width {self.width} x beta_A leaves no audio channel")
         k = self.audio_stem_kernel
         c.need(self.audio_frames >= k, "alpha_a",
                f"audio is {self.audio_frames} log-mel frames (alpha_a x T {self.num_frames}), "
@@ -680,7 +682,8 @@ def validate_for_dataset(cfg: Config, info: Any) -> None:
     sizes = dict(getattr(info, "split_sizes", None) or {})
     splits = [s for s, n in sizes.items() if n > 0]
     if sizes and cfg.eval.split not in splits:
-        raise _reject("eval.split", cfg.eval.split, f"{where} has these splits with clips: {', '.join(splits) or 'none'}")
+        raise _reject("eval.split", cfg.eval.split,
+                      f"{where} has these splits with clips: {', '.join(splits) or 'none'}")
     m = cfg.model
     if m.head != "verb-noun" and 0 < m.num_classes < info.num_classes:
         raise _reject("model.num_classes", m.num_classes,

@@ -119,7 +119,7 @@ def _info(**kw):
 def test_validate_for_dataset():
     cfg = build_config(scale="tiny")
     validate_for_dataset(cfg, _info())  # num_classes 0: the dataset's count
-    with pytest.raises(ConfigError, match=r"eval.split: 'tset' is not allowed; the dataset at /data/x has .*train, val, test"):
+    with pytest.raises(ConfigError, match=r"eval.split: 'tset' is not allowed; the dataset at /data/x .*train, val"):
         validate_for_dataset(build_config(scale="tiny", overrides={"eval.split": "tset"}), _info())
     with pytest.raises(ConfigError, match="eval.split: 'val'.*train, test"):
         validate_for_dataset(build_config(scale="tiny", overrides={"eval.split": "val"}),
