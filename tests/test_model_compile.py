@@ -8,25 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from avsf.config import build_config
 from avsf.model import build_model, compile_model
 from avsf.model.blocks import (
     EXECUTION_HELPERS, FrameConv3d, SpaceToDepthConv3d, SubsampledConv3d, helper_runs, set_execution_helpers,
 )
 from avsf.model.compile import compile_regions
-
-
-def tiny(**overrides):
-    return build_config(scale="tiny", overrides={"model.num_classes": 3, **overrides}).model
-
-
-def batch_for(cfg, b=2):
-    g = torch.Generator().manual_seed(0)
-    return {
-        "slow": torch.randn(b, 3, cfg.num_frames, 32, 32, generator=g),
-        "fast": torch.randn(b, 3, cfg.fast_frames, 32, 32, generator=g),
-        "audio": torch.randn(b, 1, cfg.audio_frames, cfg.mel_bins, generator=g),
-    }
+from _model_batches import batch_for, tiny
 
 
 def test_helpers_run_on_the_cpu_only_by_default_and_can_be_switched(monkeypatch):

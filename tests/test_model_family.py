@@ -10,24 +10,18 @@ import torch
 from avsf.config import ConfigError, build_config
 from avsf.flops import count
 from avsf.model import build_model
+from _model_batches import batch_for
+from _model_batches import tiny as _tiny
 
 CLASSES = 5
 
 
 def tiny(**overrides):
-    return build_config(scale="tiny", overrides={"model.num_classes": CLASSES, **overrides}).model
+    return _tiny(CLASSES, **overrides)
 
 
 def make_batch(cfg, b=2, seed=0, negative=False):
-    g = torch.Generator().manual_seed(seed)
-    batch = {
-        "slow": torch.randn(b, 3, cfg.num_frames, 32, 32, generator=g),
-        "fast": torch.randn(b, 3, cfg.fast_frames, 32, 32, generator=g),
-        "audio": torch.randn(b, 1, cfg.audio_frames, cfg.mel_bins, generator=g),
-    }
-    if negative:
-        batch["audio_negative"] = torch.randn(b, 1, cfg.audio_frames, cfg.mel_bins, generator=g)
-    return batch
+    return batch_for(cfg, b, seed=seed, negative=negative)
 
 
 @pytest.mark.parametrize("fusion", ["a-fs", "a-f-s", "av-nonlocal"])

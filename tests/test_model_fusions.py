@@ -6,22 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from avsf.config import ConfigError, build_config
+from avsf.config import ConfigError
 from avsf.model import build_model
 from avsf.model.fusions import FUSIONS, Fusion, Junction, get_fusion, register_fusion, registered_fusions
-
-
-def tiny(**overrides):
-    return build_config(scale="tiny", overrides={"model.num_classes": 3, **overrides}).model
-
-
-def batch_for(cfg, b=2):
-    g = torch.Generator().manual_seed(0)
-    return {
-        "slow": torch.randn(b, 3, cfg.num_frames, 32, 32, generator=g),
-        "fast": torch.randn(b, 3, cfg.fast_frames, 32, 32, generator=g),
-        "audio": torch.randn(b, 1, cfg.audio_frames, cfg.mel_bins, generator=g),
-    }
+from _model_batches import batch_for, tiny
 
 
 def test_builtin_fusions_are_registered_with_their_placement():

@@ -10,19 +10,16 @@ from avsf.flops import count
 from avsf.model import build_model
 from avsf.model.heads import DETECTION_STRIDE
 from avsf.model.pretext import rotate_clip
+from _model_batches import batch_for
+from _model_batches import tiny as _tiny
 
 
 def tiny(**overrides):
-    return build_config(scale="tiny", overrides={"model.num_classes": 5, **overrides}).model
+    return _tiny(5, **overrides)
 
 
-def clips(cfg, b=2, h=32, w=48, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "slow": torch.randn(b, 3, cfg.num_frames, h, w, generator=g),
-        "fast": torch.randn(b, 3, cfg.fast_frames, h, w, generator=g),
-        "audio": torch.randn(b, 1, cfg.audio_frames, cfg.mel_bins, generator=g),
-    }
+def clips(cfg, h=32, w=48):
+    return batch_for(cfg, h=h, w=w)
 
 
 def with_boxes(batch):

@@ -8,25 +8,16 @@ import math
 import pytest
 import torch
 
-from avsf.config import build_config
 from avsf.flops import count
 from avsf.model import build_model
 from avsf.model.avslowfast import fs_fusion_stages
 from avsf.model.sync import sync_loss, sync_mask
+from _model_batches import batch_for as _batch_for
+from _model_batches import tiny
 
 
-def tiny(**overrides):
-    return build_config(scale="tiny", overrides={"model.num_classes": 3, **overrides}).model
-
-
-def batch_for(cfg, b=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "slow": torch.randn(b, 3, cfg.num_frames, 32, 32, generator=g),
-        "fast": torch.randn(b, 3, cfg.fast_frames, 32, 32, generator=g),
-        "audio": torch.randn(b, 1, cfg.audio_frames, cfg.mel_bins, generator=g),
-        "audio_negative": torch.randn(b, 1, cfg.audio_frames, cfg.mel_bins, generator=g),
-    }
+def batch_for(cfg):
+    return _batch_for(cfg, 4, negative=True)
 
 
 def test_mask_drops_silent_audio_and_duplicate_pairs():
