@@ -666,8 +666,30 @@ def load_config(path: str | Path, *, scale: str | None = None, overrides: list[s
         raise ConfigError(f"{path}: {e}") from None
 
 
+MODEL_BEFORE_AVS_FORM = {"avs_inputs": "pooled", "avs_loss_form": "avsf", "avs_mask": False,
+                         "drop_pathway_scope": "laterals+head"}
+"""What a run whose config.json predates these model fields trained with (their defaults
+changed when they were added; docs/model.md)."""
+
+
+def _upgrade_model_tree(model: dict[str, Any]) -> dict[str, Any]:
+    """A stored `model` table from before the AVS-form fields, with the values that run used,
+    so an old run resumes, evaluates and compares as the model it trained."""
+    if "avs_inputs" in model:
+        return model
+    old = {**MODEL_BEFORE_AVS_FORM, **model}
+    stages = old.get("fusion_stages", ModelConfig().fusion_stages)
+    if old.get("fs_fusion_stages") is None and old.get("pathways", "avslowfast") == "avslowfast":
+        earlier_rule = [s for s in ("pool1", "res2") if s in stages] + ["res3", "res4"]
+        if earlier_rule != [s for s in FS_STAGES if s in stages]:  # the rule changed for this run
+            old["fs_fusion_stages"] = earlier_rule
+    return old
+
+
 def config_from_dict(tree: dict[str, Any]) -> Config:
     """Inverse of Config.to_dict (for config.json in a run folder)."""
+    if isinstance(tree.get("model"), dict):
+        tree = {**tree, "model": _upgrade_model_tree(tree["model"])}
     flat = flatten({k: v for k, v in tree.items() if k not in ("scale", "name")})
     cfg = Config(scale=tree.get("scale", "paper"), name=tree.get("name", ""))
     apply(cfg, flat)

@@ -129,3 +129,22 @@ def test_table1_audio_block_costs_less_than_3x3_and_v1_more():
     assert type(model.audio.stages[0][0]).__name__ == "FactorisedBottleneck"
     assert type(model.audio.stages[2][0]).__name__ == "AudioBottleneck"
     assert model.train()(batch_for(cfg))["logits"].shape == (4, 3)
+
+
+def test_a_run_config_from_before_the_avs_form_fields_keeps_its_model():
+    from avsf.config import build_config, config_from_dict
+
+    stored = build_config(scale="tiny", overrides={"model.num_classes": 3, "model.fusion_stages": ["pool5"]}).to_dict()
+    for key in ("avs_inputs", "avs_loss_form", "avs_mask", "avs_silence_var", "avs_duplicate_cos",
+                "drop_pathway_scope", "rot_head"):
+        del stored["model"][key]
+    old = config_from_dict(stored).model
+    assert (old.avs_inputs, old.avs_loss_form, old.avs_mask, old.drop_pathway_scope) == (
+        "pooled", "avsf", False, "laterals+head")
+    assert fs_fusion_stages(old) == ["res3", "res4"]  # the rule it was built with
+    model = build_model(old)
+    assert hasattr(model.drop_pathway, "running_pool5") and not len(model.sync_fs)
+    default = build_config(scale="tiny").to_dict()
+    for key in ("avs_inputs", "avs_loss_form", "avs_mask", "drop_pathway_scope"):
+        del default["model"][key]
+    assert config_from_dict(default).model.fs_fusion_stages is None  # same rule either way: left alone
