@@ -14,6 +14,7 @@ ground truth: mAP, per-class AP (per_class.json), the mAP of each class group (`
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -108,3 +109,112 @@ def score(pred: dict[str, torch.Tensor], *, dataset: Any, split: str, spatial_vi
 
 def _rounded(a: np.ndarray) -> list:
     return [[round(float(x), 5) for x in row] for row in np.asarray(a).tolist()]
+
+
+# ----------------------------------------------------------------------------- keyframe bootstrap
+class ClassHits:
+    """One run's detections of one class, ranked by score as `metrics.voc_average_precision`
+    ranks them: whether each matched a ground-truth box of its keyframe (`metrics._match_keyframe`,
+    IoU 0.5), which keyframe it belongs to, and the class's ground-truth boxes per keyframe."""
+
+    def __init__(self, scores: np.ndarray, hits: np.ndarray, frames: np.ndarray, truths: np.ndarray):
+        order = np.argsort(-scores, kind="stable")
+        self.hits, self.frames, self.truths = hits[order].astype(np.float64), frames[order], truths
+
+    def average_precision(self, weights: np.ndarray) -> np.ndarray:
+        """(b,) VOC AP under keyframe weights (b, N) (how often each keyframe is drawn): every
+        detection and ground-truth box counts as often as its keyframe. All-ones weights give
+        `metrics.frame_map`'s AP; NaN where no ground truth is drawn."""
+        w = weights[:, self.frames]
+        hit = w * self.hits
+        tp, seen = np.cumsum(hit, axis=1), np.cumsum(w, axis=1)
+        precision = np.divide(tp, seen, out=np.zeros_like(tp), where=seen > 0)
+        best_after = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]
+        truths = weights @ self.truths
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(truths > 0, (hit * best_after).sum(axis=1) / truths, np.nan)
+
+
+def class_hits(record: dict[str, Any], keyframes: np.ndarray) -> list[ClassHits]:
+    """Per class, the hits of a detection predictions.json record on the keyframes `keyframes`
+    (manifest rows; their order is the weights' column order)."""
+    from avsf.eval.metrics import _match_keyframe
+
+    n_classes = len(record["detections"]["scores"][0]) if record["detections"]["scores"] else len(record["classes"])
+    where = {int(r): i for i, r in enumerate(keyframes)}
+    truth = {int(r): f for r, f in zip(record["index"], record["keyframes"])}
+    det_rows = np.asarray(record["detections"]["index"], dtype=np.int64)
+    det_boxes = np.asarray(record["detections"]["boxes"], dtype=np.float64).reshape(-1, 4)
+    det_scores = np.asarray(record["detections"]["scores"], dtype=np.float64).reshape(len(det_rows), n_classes)
+    per_class: list[tuple[list, list, list]] = [([], [], []) for _ in range(n_classes)]
+    truths = np.zeros((len(keyframes), n_classes))
+    for row, i in where.items():
+        frame = truth[row]
+        mine = det_rows == row
+        for c in range(n_classes):
+            gt = np.array([b for b, labels in zip(frame["boxes"], frame["labels"]) if c in labels]).reshape(-1, 4)
+            truths[i, c] = len(gt)
+            scores, hits, frames = per_class[c]
+            scores += det_scores[mine, c].tolist()
+            hits += _match_keyframe(det_boxes[mine], det_scores[mine, c], gt, IOU_THRESHOLD).tolist()
+            frames += [i] * int(mine.sum())
+    return [ClassHits(np.array(s), np.array(h, dtype=bool), np.array(f, dtype=np.int64), truths[:, c])
+            for c, (s, h, f) in enumerate(per_class)]
+
+
+def frame_map_stat(records: list[list[dict[str, Any]]], keyframes: np.ndarray,
+                   class_sets: list[list[int]] | None = None):
+    """A bootstrap statistic (avsf.stats: keyframe weights (b, N) -> (V, S, b), or (V, G, S, b)
+    with `class_sets`): frame mAP of V variants x S seeds of detection predictions.json records,
+    over all classes or the mean AP of each class set (a class group; one class)."""
+    hits = [[class_hits(rec, keyframes) for rec in seeds] for seeds in records]
+
+    def stat(weights: np.ndarray) -> np.ndarray:
+        out = []
+        for seeds in hits:
+            per_seed = []
+            for classes in seeds:
+                aps = np.stack([h.average_precision(weights) for h in classes])  # (C, b)
+                sets = class_sets if class_sets is not None else [list(range(len(classes)))]
+                with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # a set with no drawn truth: NaN
+                    per_seed.append(np.stack([np.nanmean(aps[s], axis=0) for s in sets]))
+            out.append(np.stack(per_seed, axis=1))  # (G, S, b)
+        values = np.stack(out)
+        return values[:, 0] if class_sets is None else values
+
+    return stat
+
+
+def record_problem(obj: dict[str, Any]) -> str | None:
+    """What breaks the detection predictions.json layout (docs/architecture.md), or None."""
+    n = len(obj.get("index") or [])
+    frames, dets = obj.get("keyframes"), obj.get("detections")
+    if not isinstance(frames, list) or len(frames) != n:
+        return f"key 'keyframes' must list one entry per keyframe of 'index' ({n})"
+    if any(not isinstance(f, dict) or len(f.get("boxes", [])) != len(f.get("labels", [])) for f in frames):
+        return "key 'keyframes': every entry needs 'boxes' and 'labels' of equal length"
+    if not isinstance(dets, dict) or not all(isinstance(dets.get(k), list) for k in ("index", "boxes", "scores")):
+        return "key 'detections' must hold the lists 'index', 'boxes' and 'scores'"
+    if not len(dets["index"]) == len(dets["boxes"]) == len(dets["scores"]):
+        return "key 'detections': 'index', 'boxes' and 'scores' must have one entry per detected box"
+    if not set(dets["index"]) <= set(obj["index"]):
+        return "key 'detections': an 'index' names a keyframe that 'index' does not list"
+    widths = {len(s) for s in dets["scores"]}
+    classes = len(obj.get("classes") or []) or next(iter(widths), 0)
+    if widths - {classes}:
+        return f"key 'detections': 'scores' rows must have one column per class ({classes})"
+    return None
+
+
+def detection_statistic(records: list[list[dict[str, Any]]], keyframes: np.ndarray, key: str,
+                        groups: dict[str, list[int]], class_sets: list[list[int]] | None = None):
+    """The report's statistic of result key `key` over keyframe draws: "mAP" (over all classes,
+    or per class set in `class_sets`, e.g. one class each) or "mAP_<group>"; KeyError otherwise."""
+    if key == "mAP":
+        return frame_map_stat(records, keyframes, class_sets)
+    if key.startswith("mAP_") and key[4:] in groups and class_sets is None:
+        one = frame_map_stat(records, keyframes, [list(groups[key[4:]])])
+        return lambda weights: one(weights)[:, 0]
+    raise KeyError(f"'{key}' is not a detection test metric these predictions can resample; they cover mAP and "
+                   f"mAP_<group> ({', '.join(f'mAP_{g}' for g in groups) or 'no groups'})")
