@@ -215,3 +215,19 @@ def test_synthetic_detection_split_is_deterministic_and_ava_shaped(tmp_path):
     assert problems == [] and {r.timestamp for r in rows} == {1.0, 2.0, 3.0}
     meta = json.loads((tmp_path / "classes.json").read_text())
     assert meta["classes"] == [n for n, _ in ACTIONS] and meta["groups"]["sync"] == [3]
+
+
+@pytest.mark.parametrize("mode", ["train", "test"])
+def test_dali_and_reference_loaders_give_the_same_boxes(ava_set, mode):
+    pytest.importorskip("nvidia.dali")
+    batches = {}
+    for loader in ("reference", "dali"):
+        cfg = build_config(scale="tiny", overrides={"data.dataset": str(ava_set / "out"), "model.head": "detection",
+                                                    "eval.temporal_views": 1, "data.loader": loader,
+                                                    "data.device": "cpu", "data.num_threads": 1,
+                                                    "train.batch_size": 2})
+        batches[loader] = list(AVLoader(cfg, "train", mode, epoch=1))
+    assert len(batches["dali"]) == len(batches["reference"]) > 0
+    for ref, dali in zip(batches["reference"], batches["dali"]):
+        for key in ("index", "boxes", "box_mask", "box_labels", "box_visible"):
+            assert torch.equal(ref[key], dali[key]), key

@@ -14,7 +14,8 @@ evaluates 60 of its 80 actions), counted per action in report.json.
 Loader-ready layout (what `prepare_ava` writes; docs/detection.md):
 
     manifest.csv  one row per keyframe: path,audio,label,duration,fps,has_audio,height,width,
-                  keyframe,video_id,timestamp,split   (label = the keyframe's actions, "3;7;")
+                  keyframe,video_id,timestamp,split   (label = the keyframe's actions, "3;7;");
+                  train.csv, val.csv, ...: the same rows per split
     boxes.csv     video_id,timestamp,x1,y1,x2,y2,label,person_id   (label = class index)
     classes.json  {"classes": [...], "groups": {label_type: [class indices]}, "task": "detection",
                    "action_ids": [AVA id of each class]}
@@ -309,6 +310,9 @@ def write_detection_set(src: _Sources, out: Path, videos: dict[tuple[str, int], 
             boxes += [{"video_id": video, "timestamp": f"{t:g}", "x1": b.box[0], "y1": b.box[1], "x2": b.box[2],
                        "y2": b.box[3], "label": index[b.action], "person_id": b.person} for b in persons]
     write_manifest(out / "manifest.csv", manifest)
+    for split in sorted(src.boxes):  # per-split files as the synthetic benchmark has them (`avsf data preview`)
+        write_manifest(out / f"{split}.csv", [{k: v for k, v in r.items() if k != "split"} for r in manifest
+                                              if r["split"] == split])
     write_manifest(out / "boxes.csv", boxes, columns=BOX_COLUMNS)
     (out / "classes.json").write_text(json.dumps({"classes": list(labels.names), "groups": labels.groups(),
                                                   "task": "detection", "action_ids": list(labels.ids)}, indent=2))
