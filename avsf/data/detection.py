@@ -263,8 +263,8 @@ def prepare_ava(csvs: list[tuple[str | Path, str]], out: str | Path, *, video_ro
     src = _read_sources([(Path(p), s) for p, s in csvs], read_label_map(labels) if labels else None)
     for video in sorted({b.video_id for rows in src.boxes.values() for b in rows}):
         if find_video(video_root, video) is None:
-            _drop_video(src, video, f"unknown video '{video}': no {video}.<{'|'.join(e[1:] for e in VIDEO_EXTENSIONS)}> "
-                        f"under {video_root}")
+            kinds = "|".join(e[1:] for e in VIDEO_EXTENSIONS)
+            _drop_video(src, video, f"unknown video '{video}': no {video}.<{kinds}> under {video_root}")
     spans = _spans(src, time_offset, chunk_seconds, margin_seconds)
     keys = sorted(spans)
     sources = [SourceRow(find_video(video_root, v), "", *spans[(v, k)]) for v, k in keys]
@@ -281,7 +281,8 @@ def prepare_ava(csvs: list[tuple[str | Path, str]], out: str | Path, *, video_ro
     return write_detection_set(src, out, videos, time_offset=time_offset, chunk_seconds=chunk_seconds)
 
 
-def write_detection_set(src: _Sources, out: Path, videos: dict[tuple[str, int], dict], *, time_offset: float = 0.0, chunk_seconds: float = 0.0) -> dict:
+def write_detection_set(src: _Sources, out: Path, videos: dict[tuple[str, int], dict], *, time_offset: float = 0.0,
+                        chunk_seconds: float = 0.0) -> dict:
     """manifest.csv (one row per keyframe), boxes.csv, classes.json and report.json from the kept
     AVA rows and their prepared videos ((video_id, chunk) -> loader-ready row with `_start`, the
     piece's start in seconds of the source)."""
@@ -327,7 +328,8 @@ def write_detection_set(src: _Sources, out: Path, videos: dict[tuple[str, int], 
 
 
 # ----------------------------------------------------------------------------- boxes of a clip
-def map_boxes(boxes: np.ndarray, resize: tuple[int, int], crop: tuple[int, int, int], flip: bool) -> tuple[np.ndarray, np.ndarray]:
+def map_boxes(boxes: np.ndarray, resize: tuple[int, int], crop: tuple[int, int, int],
+              flip: bool) -> tuple[np.ndarray, np.ndarray]:
     """Normalised (K, 4) boxes -> (K, 4) x1, y1, x2, y2 in the pixels of a clip resized to
     `resize` (h, w), cropped at `crop` (y0, x0, size) and maybe flipped left-right, clipped to
     the crop; and the share of each box's area inside the crop (0 for a box outside it)."""
@@ -369,7 +371,8 @@ def _keyframe_key(video_id: str, timestamp: str | float) -> tuple[str, float]:
 def _read_box_table(path: Path) -> dict[tuple[str, float], Keyframe]:
     """boxes.csv -> keyframe -> persons (rows of one person, same box, merged into one multi-label box)."""
     if not path.is_file():
-        raise ManifestError(f"{path}: not found; a detection data set holds boxes.csv (`avsf data prepare --format ava`)")
+        raise ManifestError(f"{path}: not found; a detection data set holds boxes.csv "
+                            "(`avsf data prepare --format ava`)")
     people: dict[tuple[str, float], dict[tuple, set[int]]] = defaultdict(dict)
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -381,7 +384,8 @@ def _read_box_table(path: Path) -> dict[tuple[str, float], Keyframe]:
                 box = parse_box([r["x1"], r["y1"], r["x2"], r["y2"]])
                 label = int(r["label"])
             except (ValueError, TypeError) as e:
-                raise ManifestError(f"{path}, row {line}: {e}; rewrite the set with `avsf data prepare --format ava`") from None
+                raise ManifestError(f"{path}, row {line}: {e}; rewrite the set with "
+                                    "`avsf data prepare --format ava`") from None
             people[key].setdefault((r["person_id"], box), set()).add(label)
     return {k: Keyframe(np.array([b for _, b in p], dtype=np.float64).reshape(-1, 4), [sorted(v) for v in p.values()])
             for k, p in people.items()}
@@ -401,7 +405,8 @@ def read_detected_boxes(path: str | Path, threshold: float) -> dict[tuple[str, f
                 continue
             try:
                 if len(cells) not in (7, 8):
-                    raise ValueError(f"{len(cells)} columns; wants video_id, timestamp, x1, y1, x2, y2[, action_id], score")
+                    raise ValueError(f"{len(cells)} columns; wants video_id, timestamp, x1, y1, x2, y2"
+                                     "[, action_id], score")
                 box, score = parse_box(cells[2:6]), _number(cells[-1], "score")
                 key = _keyframe_key(cells[0].strip(), _number(cells[1], "timestamp"))
             except ValueError as e:
@@ -427,7 +432,8 @@ class BoxAnnotations:
             return _keyframe_key(row.extra["video_id"], row.extra["timestamp"])
         except (KeyError, ValueError):
             raise ManifestError(f"{row.path}: a detection manifest row needs video_id and timestamp columns "
-                                f"(got {sorted(row.extra)}); rewrite it with `avsf data prepare --format ava`") from None
+                                f"(got {sorted(row.extra)}); rewrite it with `avsf data prepare --format ava`"
+                                ) from None
 
     def truth(self, row: Row) -> Keyframe:
         return self.keyframes.get(self.key(row), Keyframe(np.zeros((0, 4)), []))
@@ -524,8 +530,8 @@ def run_prepare_ava(args: Any) -> int:
     report = prepare_ava(csvs, args.out, video_root=args.video_root, labels=args.labels, time_offset=args.time_offset,
                          chunk_seconds=args.chunk_seconds, workers=args.workers, progress=not args.no_progress)
     left = report["left_out"]
-    print(f"{report['keyframes']} keyframes with {report['boxes']} box labels ({report['splits']}); {len(left)} rows left "
-          f"out, {sum(report['excluded_actions'].values())} of actions outside the label map -> "
+    print(f"{report['keyframes']} keyframes with {report['boxes']} box labels ({report['splits']}); "
+          f"{len(left)} rows left out, {sum(report['excluded_actions'].values())} of actions outside the label map -> "
           f"{Path(args.out) / 'report.json'}")
     for p in left[:20]:
         print(f"  {p['file']}, row {p['row']}: {p['reason']}")
