@@ -112,3 +112,20 @@ def test_rotate_clip_refuses_what_cannot_be_one_batch():
         rotate_clip(wide, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="one rotation per clip"):
         rotate_clip(wide, torch.tensor([0, 1, 2]))
+
+
+def test_the_detection_objective_reads_the_labels_of_the_scored_boxes():
+    from avsf.train.objectives import objective_for
+
+    cfg = build_config(scale="tiny", overrides={"model.num_classes": 5, "model.head": "detection"})
+    batch = with_boxes(clips(cfg.model))
+    labels = torch.zeros(2, 3, 5)
+    labels[0, 0, 1] = labels[0, 1, 2] = labels[1, 0, 3] = labels[1, 2, 4] = 1.0
+    labels[0, 2, 0] = 1.0  # a masked box's label is never read
+    batch["box_labels"] = labels
+    out = build_model(cfg.model).train()(batch)
+    objective = objective_for(cfg)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(
+        out["box_logits"], torch.stack([labels[0, 0], labels[0, 1], labels[1, 0], labels[1, 2]]))
+    assert objective.loss(out, batch, cfg).item() == pytest.approx(want.item())
+    assert objective.size(batch) == 4 and 0 <= int(objective.correct(out, batch)) <= 4

@@ -105,6 +105,7 @@ def _action_correct(out: Out, batch: Batch) -> torch.Tensor:
 register_objective(Objective("softmax", task_loss, _top1_correct))
 register_objective(Objective("sigmoid", task_loss, _top1_correct))
 register_objective(Objective("verb-noun", task_loss, _action_correct))
+# detection (avsf.train.detection): per-box sigmoid BCE; validated on frame-level mAP
 register_objective(Objective("detection", box_loss, box_correct, size=box_count, metric="mAP"))
 
 register_auxiliary(Auxiliary(
