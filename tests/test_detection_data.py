@@ -231,3 +231,17 @@ def test_dali_and_reference_loaders_give_the_same_boxes(ava_set, mode):
     for ref, dali in zip(batches["reference"], batches["dali"]):
         for key in ("index", "boxes", "box_mask", "box_labels", "box_visible"):
             assert torch.equal(ref[key], dali[key]), key
+
+
+def test_keyframe_rows_give_clips_centred_on_the_keyframe():
+    from avsf.data.sampling import ClipGeometry, test_specs, train_spec
+
+    cfg = build_config(scale="tiny", overrides={"eval.temporal_views": 3})  # 2 x 8 = 16 frames, Fast stride 4
+    g = ClipGeometry.from_config(cfg)
+    row = Row(Path("v.webm"), None, [0], 4.0, 16.0, keyframe=2.0)
+    # the keyframe (frame 32) is the clip's middle frame: the span starts 8 frames before it
+    assert train_spec(cfg, g, row, 0, (48, 48), epoch=3).frames == (24, 28, 32, 36)
+    assert {s.frames for s in test_specs(cfg, g, row, 0, (48, 48))} == {(24, 28, 32, 36)}
+    early = Row(Path("v.webm"), None, [0], 4.0, 16.0, keyframe=0.25)  # before the file's start: frame 0 repeats
+    assert train_spec(cfg, g, early, 0, (48, 48), epoch=0).frames == (0, 0, 4, 8)
+    assert train_spec(cfg, g, early, 0, (48, 48), epoch=0).audio_start == -4000  # silence before the start
