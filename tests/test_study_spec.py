@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from avsf.config import build_config
+from avsf.config import SCALES, build_config
 from avsf.model.variants import ROWS, VARIANTS
 from avsf.study.spec import StudyError, discover_studies, load_study, study_from_dict
 
@@ -48,7 +48,7 @@ def test_good_file_loads_and_orders_overrides(tmp_path):
     assert spec.seeds("tiny") == [0]  # no [scale.tiny]: one seed
     a = spec.config_for("a", seed=1)
     assert a.model.drop_pathway == 0.0 and a.train.epochs == 3 and a.train.seed == 1
-    assert a.data.crop_size == 64  # the small scale's size
+    assert a.data.crop_size == SCALES["small"]["data.crop_size"]  # the small scale's size
     b = spec.config_for("b")
     assert b.train.epochs == 9  # the variant wins over the scale table
     assert spec.config_for("a", overrides=["train.epochs=1"]).train.epochs == 1  # CLI wins over all

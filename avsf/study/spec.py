@@ -47,6 +47,8 @@ and the key.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,19 +57,10 @@ from avsf.config import Config, ConfigError, read_toml
 from avsf.model.variants import PAPER_KEYS, ROWS
 from avsf.study.tomlspec import COMMON_KEYS, SpecError, SpecReader, TomlSpec
 
-RESULT_METRICS = (
-    "top1",
-    "top5",
-    "mAP",
-    "val_top1",
-    "top1_visual",
-    "top1_audio",
-    "top1_sync",
-    "mAP_visual",  # detection: the frame mAP of a class group (avsf.eval.detection)
-    "mAP_audio",
-    "mAP_sync",
-)
-"""Numbers in result.json a study may rank variants by (`metric`)."""
+RESULT_METRICS = ("top1", "top5", "mAP", "val_top1")
+GROUP_METRIC = re.compile(r"(top1|mAP)_[A-Za-z0-9][A-Za-z0-9-]*")
+"""Numbers in result.json a study may rank variants by (`metric`), besides a class group's
+`top1_<group>` / `mAP_<group>` (GROUP_METRIC: the dataset names its groups)."""
 
 _TOP_KEYS = COMMON_KEYS | {"paper_table", "metric", "row_header", "notes", "variant", "hypothesis", "mechanism",
                            "claim"}
@@ -252,8 +245,9 @@ def study_from_dict(tree: dict[str, Any], *, source: str = "<study>") -> StudySp
 
 def _metric(r: SpecReader, tree: dict[str, Any], key: str, default: str, where: str = "") -> str:
     metric = r.string(tree, key, where=where, default=default)
-    if metric not in RESULT_METRICS:
-        raise r.err(f"{where}{key}", f"'{metric}' is not a result number (choose one of: {', '.join(RESULT_METRICS)})")
+    if metric not in RESULT_METRICS and not GROUP_METRIC.fullmatch(metric):
+        raise r.err(f"{where}{key}", f"'{metric}' is not a result number (choose one of: "
+                                     f"{', '.join(RESULT_METRICS)}, or top1_<group> / mAP_<group>)")
     return metric
 
 
