@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 
@@ -47,12 +46,14 @@ def register(sub) -> None:
     v.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     v.set_defaults(func=run_preview)
 
-    b = dsub.add_parser("bench", help="loader throughput (clips/s); DALI vs reference at equal threads")
+    b = dsub.add_parser("bench", help="loader throughput (clips/s, decoded frames/s); DALI vs reference at equal threads")
     b.add_argument("--loader", choices=("dali", "reference", "both"), default="both")
     b.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--batches", type=int, default=20, help="batches to time (after one warm-up batch)")
     b.add_argument("--mode", choices=("train", "test"), default="train")
+    b.add_argument("--step-ms", type=float, default=0.0,
+                   help="sleep this long after each batch, as a GPU training step would take (shows overlap)")
     b.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     b.set_defaults(func=run_bench)
@@ -168,33 +169,20 @@ def run_preview(args) -> int:
     return 0
 
 
-def bench_loader(cfg, mode: str, batches: int) -> dict:
-    from avsf.data import build_loader
-
-    loader = build_loader(cfg, "train" if mode == "train" else "test", mode)
-    it = iter(loader)
-    first = next(it)  # warm-up: pipeline build / worker start
-    clips, t0, n = 0, time.perf_counter(), 0
-    for batch in it:
-        clips += batch["fast"].shape[0]
-        n += 1
-        if n >= batches:
-            break
-    dt = time.perf_counter() - t0
-    return {"loader": loader.backend, "device": loader.device, "clips": clips, "seconds": round(dt, 3),
-            "clips_per_s": round(clips / dt, 1) if dt > 0 else 0.0, "batch_size": first["fast"].shape[0]}
-
-
 def run_bench(args) -> int:
+    from avsf.data.bench import bench_loader
+
     loaders = ["dali", "reference"] if args.loader == "both" else [args.loader]
     results = {}
     for name in loaders:
         cfg = _cfg(args.scale, args.sets, **{"data.loader": name, "data.num_threads": args.threads})
-        results[name] = bench_loader(cfg, args.mode, args.batches)
+        results[name] = bench_loader(cfg, args.mode, args.batches, step_ms=args.step_ms)
         if not args.json:
             r = results[name]
-            print(f"{name:9s} ({r['device']}, {args.threads} threads): {r['clips_per_s']:7.1f} clips/s "
-                  f"({r['clips']} clips in {r['seconds']} s, {args.scale} scale, {args.mode} mode)")
+            print(f"{name:9s} ({r['device']}, {args.threads} threads): {r['clips_per_s']:7.1f} clips/s, "
+                  f"{r['frames_per_s']:8.1f} decoded frames/s, waiting {r['wait_share']:.0%} "
+                  f"({r['clips']} clips in {r['seconds']} s, {args.scale} scale, {args.mode} mode"
+                  f"{f', {args.step_ms:g} ms step' if args.step_ms else ''})")
     if len(results) == 2 and results["reference"]["clips_per_s"]:
         ratio = results["dali"]["clips_per_s"] / results["reference"]["clips_per_s"]
         results["ratio_dali_over_reference"] = round(ratio, 2)

@@ -12,6 +12,8 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from avsf.data.errors import ManifestError
+
 # The paper's Kinetics-Sounds subset (appendix B): the 32 classes still in Kinetics-400.
 KINETICS_SOUNDS = (
     "blowing nose", "blowing out candles", "bowling", "chopping wood", "dribbling basketball", "laughing",
@@ -21,10 +23,6 @@ KINETICS_SOUNDS = (
     "ripping paper", "shoveling snow", "shuffling cards", "singing", "stomping grapes", "strumming guitar",
     "tap dancing", "tapping guitar", "tapping pen", "tickling",
 )
-
-
-class ManifestError(ValueError):
-    """A manifest row is wrong; the message names the file, the row and what to do."""
 
 
 @dataclass
@@ -41,6 +39,7 @@ class Row:
     noun: int = -1
     height: int = 0  # 0: unknown, probed on first use
     width: int = 0
+    codec: str = ""  # "": unknown (as FFmpeg names it: vp9, h264, ...; picks the decoder on a GPU)
 
 
 @dataclass
@@ -104,6 +103,7 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[Row]:
                     noun=int(r.get("noun") or -1),
                     height=int(r.get("height") or 0),
                     width=int(r.get("width") or 0),
+                    codec=(r.get("codec") or "").strip().lower(),
                 ))
             except (ValueError, TypeError, KeyError) as e:
                 raise ManifestError(f"{path}, row {i}: cannot read {dict(r)} ({e}); labels must be integers "
