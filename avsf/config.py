@@ -99,6 +99,8 @@ class DataConfig:
     hard_negative_min_shift_s: float = 0.5  # AVS hard negatives: same clip, shifted >= this
     num_threads: int = 2
     max_failure_share: float = 0.1  # a run fails only past this share of undecodable clips
+    fold: int = 0  # UCF101/HMDB51-style datasets: which official fold (1-3) names the splits; 0: the split column
+    label_free: bool = False  # self-supervised pretraining: the manifest's labels are never read
 
 
 @dataclass

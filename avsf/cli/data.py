@@ -6,6 +6,10 @@ import json
 import sys
 from pathlib import Path
 
+# avsf.data.formats.FORMATS, spelled out so that building the parser does not import torch (a test
+# keeps the two equal)
+PREPARE_FORMATS = ("list", "kinetics", "epic", "epic55", "charades", "ucf101", "hmdb51")
+
 
 def register(sub) -> None:
     p = sub.add_parser("data", help="synthetic benchmark, dataset preparation, loader preview and benchmark",
@@ -23,14 +27,19 @@ def register(sub) -> None:
 
     r = dsub.add_parser("prepare", help="turn a list of your videos into loader-ready files + manifest.csv",
                         description="MANIFEST: 'path label' per line, or CSV with header path,label (paths relative "
-                        "to the manifest). With --format kinetics|epic|charades, MANIFEST is that dataset's "
-                        "annotation CSV and --video-root says where the videos are.")
+                        "to the manifest, inside its folder unless --allow-outside-root). With --format F, MANIFEST is "
+                        "that dataset's annotation file (ucf101/hmdb51: its split-list folder) and --video-root says "
+                        "where the videos are. See docs/data.md.")
     r.add_argument("manifest", metavar="MANIFEST")
     r.add_argument("--out", required=True, metavar="DIR")
-    r.add_argument("--format", choices=("list", "kinetics", "epic", "charades"), default="list")
-    r.add_argument("--video-root", metavar="DIR", help="videos folder for --format kinetics|epic|charades")
+    r.add_argument("--format", choices=PREPARE_FORMATS, default="list")
+    r.add_argument("--video-root", metavar="DIR", help="videos folder for every --format but list")
     r.add_argument("--kinetics-sounds", action="store_true", help="keep only the paper's 32 Kinetics-Sounds classes")
     r.add_argument("--split", default=None, help="kinetics: keep only this split")
+    r.add_argument("--whole-videos", action="store_true",
+                   help="charades: one row per whole video instead of one clip per annotated span")
+    r.add_argument("--allow-outside-root", action="store_true",
+                   help="read manifest paths that lead outside the manifest's (or --video-root's) folder")
     r.add_argument("--workers", type=int, default=2)
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=run_prepare)
@@ -69,30 +78,21 @@ def run_synth(args) -> int:
 
 
 def run_prepare(args) -> int:
-    from avsf.data import manifest as M
+    from avsf.data.errors import ManifestError, PrepareError
+    from avsf.data.formats import read_format
     from avsf.data.prepare import prepare
 
     try:
-        if args.format == "list":
-            rows = M.read_source_manifest(args.manifest)
-        else:
-            if not args.video_root:
-                print(f"avsf data prepare: --format {args.format} needs --video-root DIR", file=sys.stderr)
-                return 2
-            if args.format == "kinetics":
-                rows = M.read_kinetics_csv(args.manifest, args.video_root, kinetics_sounds=args.kinetics_sounds,
-                                           split=args.split)
-            elif args.format == "epic":
-                rows = M.read_epic_csv(args.manifest, args.video_root)
-            else:
-                rows = M.read_charades_csv(args.manifest, args.video_root)
-    except M.ManifestError as e:
+        source = read_format(args.format, args.manifest, args.video_root, allow_outside_root=args.allow_outside_root,
+                             split=args.split, kinetics_sounds=args.kinetics_sounds, whole_videos=args.whole_videos)
+        report = prepare(source, args.out, workers=args.workers, progress=not args.no_progress)
+    except (ManifestError, PrepareError) as e:
         print(f"avsf data prepare: {e}", file=sys.stderr)
         return 2
-    report = prepare(rows, args.out, workers=args.workers, progress=not args.no_progress)
     print(f"{report['ok']} of {report['total']} usable ({report['skipped_already_prepared']} already prepared); "
-          f"{len(report['failed'])} failed, {len(report['no_audio'])} without audio -> {Path(args.out) / 'report.json'}")
-    for f in report["failed"][:20]:
+          f"{len(report['failed'])} failed, {len(report['dropped'])} dropped (duplicates / conflicting labels), "
+          f"{len(report['no_audio'])} without audio -> {Path(args.out) / 'report.json'}")
+    for f in (report["dropped"] + report["failed"])[:20]:
         print(f"  row {f['row']}: {f['path']}: {f['reason']}")
     return 0
 

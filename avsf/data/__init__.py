@@ -29,7 +29,7 @@ log = logging.getLogger("avsf.data")
 SYNTH_VERSION = 1  # bump when the generator's output changes; keys the cache folder
 
 __all__ = ["TooManyFailedClips", "ManifestError", "PrepareError", "DatasetInfo", "dataset_info", "build_loader",
-           "AVLoader", "synth_root", "load_rows", "say_once"]
+           "AVLoader", "synth_root", "load_rows", "say_once", "aggregate_by_video"]
 
 
 @dataclass
@@ -41,6 +41,10 @@ class DatasetInfo:
     split_sizes: dict[str, int] = field(default_factory=dict)
     multi_label: bool = False
     verb_noun: bool = False
+    num_verbs: int = 0  # verb-noun datasets: the head sizes their format defines (0: not known here)
+    num_nouns: int = 0
+    folds: list[int] = field(default_factory=list)  # the official folds a dataset has (UCF101/HMDB51: 1, 2, 3)
+    label_free: bool = False  # data.label_free: labels were not read (sizes only)
 
 
 # ----------------------------------------------------------------------------- synth cache
@@ -102,24 +106,48 @@ def dataset_root(cfg: Config) -> Path:
     return root
 
 
-def load_rows(root: Path, split: str) -> list[Row]:
-    """Rows of a split: `<split>.csv` if present, else manifest.csv (filtered by its split column)."""
+def load_rows(root: Path, split: str, *, fold: int = 0, label_free: bool = False) -> list[Row]:
+    """Rows of a split: `<split>.csv` if present, else manifest.csv filtered by its split column;
+    [] when neither file exists. With `fold` K (data.fold), manifest.csv filtered by its splitK column;
+    such datasets (UCF101, HMDB51) have no val split, so a fold's "val" is its "test" (said once)."""
+    if fold:
+        rows = read_manifest(root / "manifest.csv", split, split_column=f"split{fold}", label_free=label_free)
+        if split == "val" and not rows:
+            say_once(("fold-val", str(root), fold), f"{root}: fold {fold} has no val split; validating on its test "
+                     "split (UCF101/HMDB51 define only train and test)")
+            rows = read_manifest(root / "manifest.csv", "test", split_column=f"split{fold}", label_free=label_free)
+        return rows
     if (root / f"{split}.csv").exists():
-        return read_manifest(root / f"{split}.csv")
-    return read_manifest(root / "manifest.csv", split=split)
+        return read_manifest(root / f"{split}.csv", label_free=label_free)
+    if not (root / "manifest.csv").exists():
+        return []
+    return read_manifest(root / "manifest.csv", split=split, label_free=label_free)
+
+
+def _check_fold(cfg: Config, root: Path, folds: list[int]) -> None:
+    fold = cfg.data.fold
+    if fold and fold not in folds:
+        have = f"folds {', '.join(map(str, folds))}" if folds else "no official folds (a split column)"
+        raise ConfigError(f"data.fold: {fold} is not allowed for {root}, which has {have}; "
+                          f"set data.fold to {' | '.join(map(str, folds)) if folds else 0}")
+    if not fold and folds:
+        raise ConfigError(f"data.fold: 0 is not allowed for {root}: its splits are its official folds "
+                          f"{', '.join(map(str, folds))}; set data.fold (the paper's ablations use fold 1)")
 
 
 def dataset_info(cfg: Config) -> DatasetInfo:
+    """Class names and counts, split sizes and label kinds of the configured dataset. Every manifest
+    is read here, so a broken one fails before any work, naming the file and row."""
     root = dataset_root(cfg)
     meta = json.loads((root / "classes.json").read_text()) if (root / "classes.json").exists() else {}
+    folds = [int(k) for k in meta.get("folds", [])]
+    _check_fold(cfg, root, folds)
+    label_free = cfg.data.label_free
     sizes, multi, vn, max_label = {}, False, False, -1
     for split in ("train", "val", "test"):
-        try:
-            rows = load_rows(root, split)
-        except ManifestError:
-            rows = []
+        rows = load_rows(root, split, fold=cfg.data.fold, label_free=label_free)
         sizes[split] = len(rows)
-        for r in rows:
+        for r in [] if label_free else rows:
             multi |= isinstance(r.label, list)
             vn |= r.verb >= 0 and r.noun >= 0
             labels = r.label if isinstance(r.label, list) else [r.label]
@@ -127,7 +155,32 @@ def dataset_info(cfg: Config) -> DatasetInfo:
     names = list(meta.get("classes") or [str(i) for i in range(max_label + 1)])
     groups = {k: list(v) for k, v in (meta.get("groups") or {}).items()}
     return DatasetInfo(root=root, class_names=names, groups=groups, num_classes=len(names), split_sizes=sizes,
-                       multi_label=multi, verb_noun=vn)
+                       multi_label=multi, verb_noun=vn, num_verbs=int(meta.get("num_verbs", 0)),
+                       num_nouns=int(meta.get("num_nouns", 0)), folds=folds, label_free=label_free)
+
+
+def aggregate_by_video(rows: list[Row], index, scores: torch.Tensor, how: str = "max"):
+    """Video-level scores from clip scores: the clips whose rows share `Row.video` (Charades spans cut
+    from one video; a row without a video id is its own video) pooled by `how` = "max" (the paper's
+    Charades inference, A.6: temporal max-pooling) or "mean". `index`: the row of each score row
+    (predictions.json's index; several views of a row pool too). Returns (video ids in first-seen
+    order, scores (V, C), multi-hot labels (V, C): the union of the clips' labels)."""
+    if how not in ("max", "mean"):
+        raise ValueError(f"how must be 'max' or 'mean', got {how!r}")
+    scores = torch.as_tensor(scores, dtype=torch.float32)
+    ids = [rows[int(i)].video or f"row{int(i)}" for i in index]
+    videos = list(dict.fromkeys(ids))
+    pos = torch.tensor([videos.index(v) for v in ids]) if videos else torch.zeros(0, dtype=torch.int64)
+    n, c = len(videos), scores.shape[1]
+    if how == "max":
+        out = torch.full((n, c), -torch.inf).scatter_reduce(0, pos[:, None].expand(-1, c), scores, "amax")
+    else:
+        out = torch.zeros(n, c).index_add(0, pos, scores) / torch.bincount(pos, minlength=n)[:, None]
+    labels = torch.zeros(n, c)
+    for i, p in zip(index, pos.tolist()):
+        lab = rows[int(i)].label
+        labels[p, lab if isinstance(lab, list) else [lab]] = 1.0
+    return videos, out, labels
 
 
 # ----------------------------------------------------------------------------- loader
@@ -169,7 +222,9 @@ class AVLoader:
         self.cfg, self.split, self.mode, self.epoch = cfg, split, mode, epoch
         self.with_shifted_audio = with_shifted_audio and mode == "train"
         self.info = info or dataset_info(cfg)
-        self.rows = rows if rows is not None else load_rows(self.info.root, split)
+        self.label_free = cfg.data.label_free
+        self.rows = rows if rows is not None else load_rows(self.info.root, split, fold=cfg.data.fold,
+                                                             label_free=self.label_free)
         if not self.rows:
             raise ManifestError(f"{self.info.root}: split '{split}' has no rows")
         self.g = ClipGeometry.from_config(cfg)
@@ -264,9 +319,10 @@ class AVLoader:
     def _finish(self, batch: dict, kept: list[ClipSpec]) -> dict:
         from avsf.data.reference import label_fields
 
-        labels = [label_fields(self.rows[s.row], self.cfg, self.info.num_classes) for s in kept]
-        for k in labels[0]:
-            batch[k] = torch.stack([lab[k] for lab in labels])
+        if not self.label_free:  # label-free (self-supervised) batches carry no label at all
+            labels = [label_fields(self.rows[s.row], self.cfg, self.info.num_classes) for s in kept]
+            for k in labels[0]:
+                batch[k] = torch.stack([lab[k] for lab in labels])
         batch["index"] = torch.tensor([s.row for s in kept], dtype=torch.int64)
         if self.mode == "test":
             batch["view"] = torch.tensor([s.view for s in kept], dtype=torch.int64)
