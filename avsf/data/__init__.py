@@ -2,9 +2,13 @@
 
 Public API (the trainer and the benches call exactly these):
 
-- ``dataset_info(cfg) -> DatasetInfo`` (generates the synthetic benchmark on first use)
+- ``dataset_info(cfg) -> DatasetInfo`` (generates the synthetic benchmark on first use; reads every
+  manifest, so a broken one fails before any work)
 - ``build_loader(cfg, split, mode, *, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False)``
-  -> an iterable of batch dicts (docs/architecture.md), with ``len()`` and ``failed``.
+  -> an AVLoader: iterable of batch dicts (docs/architecture.md) with ``len()``, ``iter_from(batch)``
+  (exact resume) and the counters ``failed``, ``cpu_fallback_clips``, ``pyav_fallback_clips``.
+- ``aggregate_by_video(rows, index, scores, how)``: video-level scores of clips cut from one video.
+- Errors: ``ManifestError``, ``TooManyFailedClips``, ``PrepareError`` (avsf.data.errors).
 """
 
 from __future__ import annotations

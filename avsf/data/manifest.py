@@ -4,7 +4,7 @@ avsf.data.formats).
 Loader-ready (`manifest.csv`, `train.csv`, ... written by `synth` and `prepare`), header:
 ``path,audio,label,duration,fps[,has_audio][,height,width,codec][,split][,split1,split2,split3]
 [,verb,noun][,video]``; paths relative to the file's folder. ``label`` is a class index, or ``3;7``
-(several indices) for multi-label data. ``split1..3``: a dataset's official folds (train/test per
+(several indices; ``3;`` a multi-label row with one) for multi-label data. ``split1..3``: a dataset's official folds (train/test per
 video, empty = not in that fold). ``video``: the source video of a clip cut from it.
 
 Every reader takes UTF-8 with or without a byte-order mark and LF or CRLF line ends, and names

@@ -307,8 +307,8 @@ def _manifest_row(res: dict, src: SourceRow, index: dict[str, int], epic: bool, 
     row = dict(res["row"])
     if epic:
         row["label"], row["verb"], row["noun"] = src.extra["verb"], src.extra["verb"], src.extra["noun"]
-    elif isinstance(src.label, list):
-        row["label"] = ";".join(str(index[x]) for x in src.label)
+    elif isinstance(src.label, list):  # a list of one is written "3;" so it reads back as multi-label
+        row["label"] = ";".join(str(index[x]) for x in src.label) + (";" if len(src.label) < 2 else "")
     else:
         row["label"] = index[src.label]
     if src.extra.get("split"):
