@@ -69,22 +69,14 @@ def _loader_entry(benchmark, loader: str, device: str, is_smoke: bool, step_s: f
     })
 
 
+@pytest.mark.parametrize("step_s", [0.0, STEP_S], ids=["alone", "step100"])
 @pytest.mark.parametrize("loader", ["dali", "reference"])
-def test_loader_cpu(benchmark, loader, is_smoke):
+def test_loader_cpu(benchmark, loader, step_s, is_smoke):
     if loader == "dali":
         pytest.importorskip("nvidia.dali", reason="DALI is not installed")
-    benchmark.group = "data-small-train-cpu"
-    benchmark.name = f"test_loader_cpu[{loader}]"
-    _loader_entry(benchmark, loader, "cpu", is_smoke)
-
-
-@pytest.mark.parametrize("loader", ["dali", "reference"])
-def test_loader_cpu_overlap(benchmark, loader, is_smoke):
-    if loader == "dali":
-        pytest.importorskip("nvidia.dali", reason="DALI is not installed")
-    benchmark.group = "data-small-train-cpu-step100"
-    benchmark.name = f"test_loader_cpu_overlap[{loader}]"
-    _loader_entry(benchmark, loader, "cpu", is_smoke, step_s=STEP_S)
+    benchmark.group = "data-small-train-cpu" + ("-step100" if step_s else "")
+    benchmark.name = f"test_loader_cpu[{loader}]" if not step_s else f"test_loader_cpu_overlap[{loader}]"
+    _loader_entry(benchmark, loader, "cpu", is_smoke, step_s=step_s)
 
 
 def test_small_training_step_default(benchmark, gemm, is_smoke):
