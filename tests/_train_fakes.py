@@ -3,8 +3,11 @@ docs/architecture.md, so the training loop can be tested in milliseconds on its 
 
 from __future__ import annotations
 
+import os
+import subprocess
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -29,7 +32,7 @@ class ToyModel(nn.Module):
         self.a = nn.Linear(1, 8)
         self.bn = nn.BatchNorm1d(16)
         self.drop = nn.Dropout(0.5)
-        self.fc = nn.Linear(16, num_classes)
+        self.head = nn.Linear(16, num_classes)
         self.calls = 0
         self.nan_after = nan_after
 
@@ -37,7 +40,7 @@ class ToyModel(nn.Module):
         v = self.v(batch["slow"].mean(dim=(2, 3, 4)))
         a = self.a(batch["audio"].mean(dim=(2, 3)))
         h = self.drop(torch.relu(self.bn(torch.cat([v, a], 1))))
-        out = {"logits": self.fc(h)}
+        out = {"logits": self.head(h)}
         if self.training:
             self.calls += 1
             if self.nan_after is not None and self.calls > self.nan_after:
@@ -91,19 +94,24 @@ class ToyLoader:
             yield batch
 
 
-def install(monkeypatch, *, nan_after=None, fail_every=0):
-    """Swap the trainer's model / loader / dataset builders for the toys."""
-    from avsf.train import loop
+def factories(*, nan_after=None, fail_every=0, wrap_model=None):
+    """The trainer's model / loader / dataset builders, as toys (avsf.factories.Factories).
+    `wrap_model(model)` may replace or instrument each model built."""
+    from avsf.factories import Factories
 
-    monkeypatch.setattr(loop, "_build_model", lambda cfg: ToyModel(cfg.model.num_classes, nan_after))
-    monkeypatch.setattr(loop, "_dataset_info", info)
-    monkeypatch.setattr(loop, "_count_flops", lambda cfg: {"gflops": 0.001, "params_m": 0.0005})
+    def model(cfg):
+        m = ToyModel(cfg.model.num_classes, nan_after)
+        return wrap_model(m) if wrap_model else m
 
-    def build_loader(cfg, split, mode, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False):
+    def loader(cfg, split, mode, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False):
         return ToyLoader(split, mode, cfg.train.batch_size, shard_id, num_shards, epoch, with_shifted_audio,
                          fail_every=fail_every, views=cfg.eval.temporal_views * cfg.eval.spatial_views)
 
-    monkeypatch.setattr(loop, "_build_loader", build_loader)
+    return Factories(model=model, loader=loader, dataset_info=info,
+                     count_flops=lambda cfg: {"gflops": 0.001, "params_m": 0.0005})
+
+
+TOYS = factories()
 
 
 def toy_config(**sets):
@@ -114,3 +122,60 @@ def toy_config(**sets):
             "model.num_classes": 0, "train.deterministic": True}
     base.update(sets)
     return build_config(scale="tiny", overrides=base)
+
+
+def after_forwards(n, action):
+    """A `wrap_model` that runs `action(model)` once the model has made `n` training forwards."""
+
+    def wrap(m):
+        fwd = m.forward
+
+        def forward(batch):
+            if m.training:
+                m.seen = getattr(m, "seen", 0) + 1
+                if m.seen > n:
+                    action(m)
+            return fwd(batch)
+
+        m.forward = forward
+        return m
+
+    return wrap
+
+
+HOLD_LOCK = """
+import sys, time
+from avsf.run import RunDir
+with RunDir(sys.argv[1]).lock():
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+"""`python -c HOLD_LOCK DIR`: a process that holds DIR's run lock until killed."""
+
+
+def metric_rows(run):
+    """metrics.jsonl's rows without the wall-clock readings, which differ between any two runs."""
+    from avsf.run import RunDir
+
+    rows = RunDir(run).read_metrics()
+    for r in rows:
+        for k in ("time_s", "clips_per_s", "data_wait_share", "peak_mem_mb"):
+            r.pop(k, None)
+    return rows
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody may write: a read-only tmpfs as root (root ignores modes), else mode 0555."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if os.geteuid() == 0:
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("root without mount: cannot make a read-only folder")
+        yield ro
+        subprocess.run(["umount", str(ro)], check=True)
+    else:
+        ro.chmod(0o555)
+        yield ro
+        ro.chmod(0o755)

@@ -47,10 +47,28 @@ def test_shipped_search_file_loads():
     ({"space": {"pd": {"key": "model.drop_pathway", "type": "float"}}}, "low"),
     ({"trials": 0}, "trials"),
     ({"colour": 1}, "colour"),
+    ({"space": {"pd": {"key": "model.drop_pathway", "low": 0.5, "high": 0.1}}}, r"'space.pd.low'.*above"),
+    ({"space": {"pd": {"key": "model.drop_pathway", "low": 0.0, "high": 1.5}}},
+     r"'space.pd': 1.5 at scale tiny: model.drop_pathway: 1.5 is not allowed; must be a finite number in \[0, 1\]"),
+    ({"space": {"b": {"key": "model.beta_a", "choices": ["1/2", "1/64"]}}}, r"'space.b': '1/64' at scale tiny"),
+    ({"space": {"pd": {"key": "model.drop_pathway", "low": 0.0, "high": 1.0, "log": True}}}, r"'space.pd.log'"),
+    ({"space": {"pd": {"key": "model.drop_pathway", "low": 0.0, "high": 1.0, "step": 0}}}, r"'space.pd.step'"),
+    ({"space": {"pd": {"key": "model.drop_pathway", "type": "uniform", "low": 0, "high": 1}}}, r"'space.pd.type'"),
+    ({"space": {"a": {"key": "model.drop_pathway", "choices": [0.1]},
+                "b": {"key": "model.drop_pathway", "choices": [0.2]}}}, r"'space.a.key'.*two"),
+    ({"sampler": {"name": "grid"}}, r"'sampler.name': 'grid' unknown"),
+    ({"sampler": {"seed": -1}}, r"'sampler.seed': must be an integer >= 0"),
+    ({"pruner": {"n_warmup_steps": "2"}}, r"'pruner.n_warmup_steps': must be an integer"),
+    ({"pruner": {"percentile": 150}}, r"'pruner.percentile'"),
+    ({"storage": {"heartbeat_interval": 0}}, r"'storage.heartbeat_interval': must be an integer >= 1"),
+    ({"storage": {"hearbeat": 1}}, r"'storage.hearbeat': unknown key"),
+    ({"base": {"train": {"precision": "fp16"}}}, r"'scale tiny': train.precision: 'fp16' is not allowed"),
+    ({"scale": {"tiny": {"trials": 0}}}, r"'scale.tiny.trials'"),
 ])
 def test_bad_search_files_name_the_key(change, words):
-    with pytest.raises(SearchError, match=words):
+    with pytest.raises(SearchError, match=words) as e:
         parse_search(spec_tree(**change), "bad.toml")
+    assert str(e.value).startswith("bad.toml: key '")
 
 
 def test_scale_mismatch_is_refused(tmp_path):

@@ -279,3 +279,29 @@ def test_shipped_studies_plan(tmp_path):
     plan = plan_study(spec, tmp_path)
     assert len(plan) == len(spec.variants) * spec.scales["small"].seeds
     assert {p.cfg.scale for p in plan} == {"small"}
+
+
+def test_a_resumed_study_with_a_where_key_changed_passes_the_runner_and_the_trainer_alike(tmp_path):
+    """One "same run" rule (avsf.run.config_diff): `--set data.num_threads=1` on a resumed study
+    used to pass the runner's check and then fail in the trainer's."""
+    import _train_fakes as F
+    from avsf.train import train
+
+    def toy_train(cfg, out_dir, *, on_epoch=None, progress=True):
+        return train(cfg, out_dir, on_epoch=on_epoch, progress=progress, factories=F.TOYS)
+
+    def interrupted(cfg, out_dir, *, on_epoch=None, progress=True):
+        def hook(epoch, metrics):
+            raise KeyboardInterrupt  # ^C after the first epoch's checkpoint
+
+        return toy_train(cfg, out_dir, on_epoch=hook, progress=progress)
+
+    spec = make_spec()
+    with pytest.raises(KeyboardInterrupt):
+        run_study(spec, tmp_path / "s", seeds=1, train_fn=interrupted, log=lambda m: None)
+    with pytest.raises(ConfigError, match="train.base_lr"):
+        run_study(spec, tmp_path / "s", seeds=1, overrides=["train.base_lr=0.5"], train_fn=toy_train,
+                  log=lambda m: None)
+    out = run_study(spec, tmp_path / "s", seeds=1, overrides=["data.num_threads=1"], train_fn=toy_train,
+                    log=lambda m: None)
+    assert out.ok and len(out.done) == 3

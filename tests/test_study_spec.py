@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from avsf.study.spec import StudyError, discover_studies, load_study
+from avsf.config import build_config
+from avsf.model.variants import ROWS, VARIANTS
+from avsf.study.spec import StudyError, discover_studies, load_study, study_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = ROOT / "studies"
@@ -138,3 +140,108 @@ def test_paper_numbers_copied_from_the_paper():
     assert [v.paper["top1"] for v in a.variants] == [76.4, 76.7, 76.9, 77.0]
     ao = load_study(STUDIES / "audio_only.toml")
     assert ao.variant("audio").paper == {"top1": 24.8, "top5": 43.3, "gflops": 14.2}
+
+
+def test_a_variant_takes_its_rows_numbers_and_config(tmp_path):
+    text = GOOD.replace('set = { model.drop_pathway = 0.0 }\npaper = { top1 = 75.2, top5 = 91.8 }',
+                        'row = "table5c/pd0"')
+    spec = _load(tmp_path, text)
+    a = spec.variant("a")
+    assert a.row == "table5c/pd0" and a.paper == {"top1": 75.2, "top5": 91.8}
+    assert a.set == {"model.drop_pathway": 0.0} and spec.config_for(a).model.drop_pathway == 0.0
+    # its own `set` replaces the row's config; the numbers still come from the row
+    own = _load(tmp_path, text.replace('row = "table5c/pd0"', 'row = "table5a/a-f-s"\nset = { model.beta_a = 0.25 }'))
+    assert own.variant("a").set == {"model.beta_a": 0.25}
+    assert own.variant("a").paper == {"top1": 75.3, "top5": 91.8, "gflops": 51.4}
+    # study.json keeps the resolved variant and reads back to the same spec
+    back = study_from_dict(spec.to_dict(), source="study.json")
+    assert back.variant("a") == a and back.to_dict()["variants"] == spec.to_dict()["variants"]
+
+
+@pytest.mark.parametrize("variant, key, words", [
+    ('row = "table5c/pd9"', "variant[0] ('a').row", "'table5c/pd9' is not a registered paper row"),
+    ('row = "table5c/pd0"\npaper = { top1 = 70.0 }', "variant[0] ('a').paper", "the numbers come from row"),
+])
+def test_bad_rows_name_the_key(tmp_path, variant, key, words):
+    text = GOOD.replace('set = { model.drop_pathway = 0.0 }\npaper = { top1 = 75.2, top5 = 91.8 }', variant)
+    with pytest.raises(StudyError) as e:
+        _load(tmp_path, text)
+    assert f"key '{key}'" in str(e.value) and words in str(e.value)
+
+
+def test_values_are_checked_on_the_merged_config(tmp_path):
+    # 1/64 of the tiny width leaves no audio channel: a value only the merged config can judge
+    text = GOOD.replace("[scale.small]", '[scale.tiny]\nseeds = 1\n[scale.small]').replace(
+        'set = { model.drop_pathway = 0.8, train.epochs = 9 }', 'set = { model.beta_a = 0.015625 }')
+    with pytest.raises(StudyError, match=r"key 'variant\[1\] \('b'\) at scale small': model.beta_a: 0.015625"):
+        _load(tmp_path, text)
+    with pytest.raises(StudyError, match=r"key 'variant\[0\] \('a'\) at scale small': model.fusion: 'a-fss'"):
+        _load(tmp_path, GOOD.replace('set = { model.drop_pathway = 0.0 }', 'set = { model.fusion = "a-fss" }'))
+    with pytest.raises(StudyError, match=r"train.precision: 'fp16' is not allowed"):
+        _load(tmp_path, GOOD.replace('model.pathways = "avslowfast"', 'train.precision = "fp16"'))
+
+
+def test_paper_reference_reads_as_the_paper_writes_it(tmp_path):
+    spec = _load(tmp_path, GOOD)
+    for table, ref in [("5c", "Table 5c"), ("A.3", "Table A.3"), ("Sec. 3.4", "Sec. 3.4"), ("", "the paper")]:
+        spec.paper_table = table
+        assert spec.paper_ref == ref
+
+
+def test_registry_rows_are_valid_and_numbered():
+    assert set(VARIANTS) == {n for n, r in ROWS.items() if r.gflops is not None}
+    for name, r in ROWS.items():
+        assert name.startswith(r.table + "/") and r.paper, name  # every row carries a paper number
+        build_config(scale="paper", base=r.overrides)
+    assert ROWS["table5c/pd0.8"].paper == {"top1": 77.0, "top5": 92.7}
+    assert ROWS["table4/avslowfast-r101-nl"].paper == {"mAP": 43.7, "gflops": 278.0}
+
+
+def test_shipped_studies_cite_registered_rows():
+    for path in discover_studies(STUDIES):
+        for v in load_study(path).variants:
+            if v.paper:
+                assert v.row in ROWS and v.paper == ROWS[v.row].paper, (path.name, v.name)
+
+
+CLAIMS = GOOD.replace('metric = "top1"', 'metric = "top1"\nhypothesis = "b beats a"\nmechanism = "because"') + """
+[[claim]]
+text = "b beats a"
+better = "b"
+worse = "a"
+
+[[claim]]
+text = "b beats a on top-5 too"
+better = "b"
+worse = "a"
+metric = "top5"
+"""
+
+
+def test_hypothesis_mechanism_and_claims_load_and_roundtrip(tmp_path):
+    spec = _load(tmp_path, CLAIMS)
+    assert (spec.hypothesis, spec.mechanism) == ("b beats a", "because")
+    assert [(c.text, c.better, c.worse, c.metric) for c in spec.claims] == [
+        ("b beats a", "b", "a", "top1"), ("b beats a on top-5 too", "b", "a", "top5")]
+    tree = spec.to_dict()
+    assert tree["claims"][1] == {"text": "b beats a on top-5 too", "better": "b", "worse": "a", "metric": "top5"}
+    back = study_from_dict(tree, source="study.json")
+    assert back.claims == spec.claims and back.hypothesis == spec.hypothesis and back.mechanism == spec.mechanism
+    assert _load(tmp_path, GOOD).claims == []  # all optional
+
+
+@pytest.mark.parametrize("old, new, key, words", [
+    ('better = "b"\nworse = "a"\n\n', 'better = "c"\nworse = "a"\n\n', "claim[0].better", "'c' is not a variant"),
+    ('worse = "a"\nmetric', 'worse = "z"\nmetric', "claim[1].worse", "'z' is not a variant of this study"),
+    ('better = "b"\nworse = "a"\n\n', 'better = "a"\nworse = "a"\n\n', "claim[0].worse", "with itself"),
+    ('text = "b beats a"\n', '', "claim[0].text", "is required"),
+    ('metric = "top5"', 'metric = "top7"', "claim[1].metric", "'top7' is not a result number"),
+    ('metric = "top5"', 'metric = "top5"\nstrength = 2', "claim[1].strength", "unknown key"),
+    ('hypothesis = "b beats a"', 'hypothesis = 3', "hypothesis", "must be a string"),
+    ('mechanism = "because"', 'mechanism = ["x"]', "mechanism", "must be a string"),
+])
+def test_bad_claims_name_the_file_and_key(tmp_path, old, new, key, words):
+    assert old in CLAIMS
+    with pytest.raises(StudyError) as e:
+        _load(tmp_path, CLAIMS.replace(old, new, 1))
+    assert str(e.value).startswith(f"{tmp_path / 't.toml'}: key '{key}': ") and words in str(e.value)

@@ -10,8 +10,10 @@ import time
 
 import pytest
 
-VOLATILE = {"train_time_s", "test_time_s"}
-TINY = ["--config", os.devnull, "--scale", "tiny", "--set", "train.num_threads=1", "--no-progress"]
+import _train_fakes as F
+
+VOLATILE = {"train_time_s", "test_time_s", "provenance"}  # wall clock, and when/where it ran
+TINY = ["--config", os.devnull, "--scale", "tiny", "--set", "train.num_threads=1", "--no-progress", "--json"]
 
 
 def _env(**extra):
@@ -32,10 +34,7 @@ def _result(run):
 
 
 def _metric_lines(run):
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:
-        r.pop("time_s")
-    return rows
+    return F.metric_rows(run)
 
 
 @pytest.mark.slow
@@ -58,7 +57,7 @@ def test_cli_tiny_run_writes_the_run_folder_and_is_not_redone(tmp_path):
     # `avsf eval` folds BN into the convs by default: the same scores as the model as trained
     views = f"{cfg['eval']['temporal_views']}x{cfg['eval']['spatial_views']}"
     for flags in ([], ["--no-fuse"]):
-        p = subprocess.run([sys.executable, "-m", "avsf", "eval", str(run), "--no-progress", *flags], env=_env(),
+        p = subprocess.run([sys.executable, "-m", "avsf", "eval", str(run), "--no-progress", "--json", *flags], env=_env(),
                            capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr[-3000:]
         tested = json.loads(p.stdout)
@@ -96,19 +95,39 @@ def test_sigkill_and_resume_gives_the_same_result(tmp_path):
     assert _metric_lines(tmp_path / "b") == _metric_lines(tmp_path / "a")
 
 
+def _kill_at_a_mid_epoch_checkpoint(proc, run, timeout=240):
+    """SIGKILL `proc` at a checkpoint boundary observed from outside: freeze it (SIGSTOP) whenever
+    its checkpoint changes, read the checkpoint, and kill it when that one is mid-epoch (else let
+    it go on). Returns the state of the checkpoint it was killed at."""
+    from avsf.run import RunDir
+
+    ckpt, seen, deadline = run / "checkpoints" / "last.pt", None, time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        if ckpt.exists() and ckpt.stat().st_mtime_ns != seen:
+            proc.send_signal(signal.SIGSTOP)
+            seen = ckpt.stat().st_mtime_ns
+            state = RunDir(run).load_checkpoint()["state"]
+            if state["batch"] > 0:
+                proc.kill()
+                proc.communicate(timeout=60)
+                return state
+            proc.send_signal(signal.SIGCONT)
+        time.sleep(0.005)
+    raise AssertionError(f"no mid-epoch checkpoint seen (exit {proc.poll()}): {proc.communicate()[1][-2000:]}")
+
+
 @pytest.mark.slow
-def test_kill_hook_mid_epoch_then_resume_gives_the_same_result(tmp_path):
-    """The deterministic twin of the test above: SIGKILL at a chosen step (between checkpoints)."""
+def test_kill_at_a_mid_epoch_checkpoint_then_resume_gives_the_same_result(tmp_path):
+    """The twin of the test above at a chosen kind of boundary: killed right after a mid-epoch
+    checkpoint, the resume must restore the loader position and every generator."""
     sets = ["train.deterministic=true", "train.epochs=2", "train.checkpoint_every_steps=2"]
     a = subprocess.Popen(_train_cmd(tmp_path / "a", *sets), env=_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    b = subprocess.run(_train_cmd(tmp_path / "b", *sets), env=_env(AVSF_DEBUG_KILL_AT_STEP="9"),
-                       capture_output=True, text=True, timeout=300)
-    assert b.returncode == -signal.SIGKILL
-    import torch
-
-    st = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=False)["state"]
-    assert st["step"] == 8 and st["batch"] > 0  # a mid-epoch checkpoint: the loader position is restored
+    b = subprocess.Popen(_train_cmd(tmp_path / "b", *sets), env=_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    st = _kill_at_a_mid_epoch_checkpoint(b, tmp_path / "b")
+    assert b.returncode == -signal.SIGKILL and st["batch"] > 0 and st["step"] % 2 == 0
+    assert not (tmp_path / "b" / "result.json").exists()
     out, err = a.communicate(timeout=300)
     assert a.returncode == 0, err[-3000:]
     b = subprocess.run(_train_cmd(tmp_path / "b", *sets), env=_env(), capture_output=True, text=True, timeout=300)

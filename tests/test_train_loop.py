@@ -7,11 +7,19 @@ import pytest
 import torch
 
 import _train_fakes as F
-from avsf.config import ConfigError
-from avsf.train import TooManyFailedClips, TrainingDiverged, train
-from avsf.train.checkpoint import load_checkpoint
+from avsf.run import RunConfigMismatch, RunDir
+from avsf.train import TooManyFailedClips, TrainingDiverged
+from avsf.train import train as _train
 
-VOLATILE = {"train_time_s", "test_time_s"}
+VOLATILE = {"train_time_s", "test_time_s", "provenance"}  # wall clock, and when/where it ran
+
+
+def train(cfg, out, *, factories=F.TOYS, **kw):
+    return _train(cfg, out, factories=factories, **kw)
+
+
+def load_checkpoint(path):
+    return RunDir(path.parent.parent).load_checkpoint()
 
 
 def _stable(result):
@@ -19,26 +27,19 @@ def _stable(result):
 
 
 def _lines(run):
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    for r in rows:
-        r.pop("time_s")
-    return rows
+    return F.metric_rows(run)
 
 
-@pytest.fixture
-def toys(monkeypatch):
-    F.install(monkeypatch)
-    return monkeypatch
-
-
-def test_run_folder_contents(toys, tmp_path):
+def test_run_folder_contents(tmp_path):
     run = tmp_path / "run"
     result = train(F.toy_config(), run, progress=False)
     assert set(p.name for p in run.iterdir()) >= {"config.json", "metrics.jsonl", "checkpoints", "result.json",
                                                    "per_class.json"}
     on_disk = json.loads((run / "result.json").read_text())
     assert on_disk == result
-    assert all(isinstance(v, (int, float)) for v in result.values())
+    # numbers at the top level, plus the nested provenance record (PLAN contract 4)
+    assert all(isinstance(v, (int, float)) for k, v in result.items() if k != "provenance")
+    assert isinstance(result["provenance"], dict)
     for key in ("top1", "top5", "val_top1", "top1_visual", "top1_audio", "gflops", "params_m", "epochs",
                 "train_time_s", "failed_clips", "best_epoch"):
         assert key in result, key
@@ -57,7 +58,7 @@ def test_run_folder_contents(toys, tmp_path):
     assert train(F.toy_config(), run, progress=False) == result
 
 
-def test_resume_after_interruption_is_exact(toys, tmp_path):
+def test_resume_after_interruption_is_exact(tmp_path):
     straight = train(F.toy_config(), tmp_path / "a", progress=False)
 
     class Stop(Exception):
@@ -77,20 +78,16 @@ def test_resume_after_interruption_is_exact(toys, tmp_path):
     assert _lines(tmp_path / "b") == _lines(tmp_path / "a")
 
 
-def test_mid_epoch_checkpoint_resume_is_exact(toys, tmp_path, monkeypatch):
+def test_mid_epoch_checkpoint_resume_is_exact(tmp_path):
     cfg = F.toy_config(**{"train.checkpoint_every_steps": 4})
     straight = train(cfg, tmp_path / "a", progress=False)
+
     # kill inside epoch 2 (6 steps per epoch): the model raises at its 10th training forward,
     # after the step-8 checkpoint
-    from avsf.train import loop
-
     class Crash(Exception):
         pass
 
-    orig = loop._build_model
-
-    def crashing(c):
-        m = orig(c)
+    def crashing(m):
         fwd = m.forward
 
         def forward(batch):
@@ -103,37 +100,37 @@ def test_mid_epoch_checkpoint_resume_is_exact(toys, tmp_path, monkeypatch):
         m.forward = forward
         return m
 
-    monkeypatch.setattr(loop, "_build_model", crashing)
     with pytest.raises(Crash):
-        train(cfg, tmp_path / "b", progress=False)
+        train(cfg, tmp_path / "b", progress=False, factories=F.factories(wrap_model=crashing))
     st = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["state"]
     assert (st["epoch"], st["batch"], st["step"]) == (1, 2, 8)
-    monkeypatch.setattr(loop, "_build_model", orig)
     resumed = train(cfg, tmp_path / "b", progress=False)
     assert _stable(resumed) == _stable(straight)
     assert _lines(tmp_path / "b") == _lines(tmp_path / "a")
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(monkeypatch, tmp_path):
-    F.install(monkeypatch, nan_after=8)  # 6 steps per epoch: step 9 of epoch 2 is NaN
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    # 6 steps per epoch: step 9 of epoch 2 is NaN
     with pytest.raises(TrainingDiverged, match=r"epoch 2, step 9"):
-        train(F.toy_config(), tmp_path / "run", progress=False)
+        train(F.toy_config(), tmp_path / "run", progress=False, factories=F.factories(nan_after=8))
     ck = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert ck["state"]["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
     assert not (tmp_path / "run" / "result.json").exists()
 
 
-def test_too_many_broken_clips_fail_with_a_clear_message(monkeypatch, tmp_path):
-    F.install(monkeypatch, fail_every=2)  # 4 failed per 8 read: 33% > 10%
-    with pytest.raises(TooManyFailedClips, match="max_failure_share"):
-        train(F.toy_config(), tmp_path / "run", progress=False)
-    F.install(monkeypatch, fail_every=8)  # 1 failed per 9 seen: 11% <= 20%
-    r = train(F.toy_config(**{"data.max_failure_share": 0.2}), tmp_path / "ok", progress=False)
+def test_too_many_broken_clips_fail_with_a_clear_message(tmp_path):
+    # 4 failed per 8 read: 33% > 10%
+    with pytest.raises(TooManyFailedClips, match="max_failure_share") as e:
+        train(F.toy_config(), tmp_path / "run", progress=False, factories=F.factories(fail_every=2))
+    assert "avsf data check" not in str(e.value) and "avsf data preview" in str(e.value)
+    # 1 failed per 9 seen: 11% <= 20%
+    r = train(F.toy_config(**{"data.max_failure_share": 0.2}), tmp_path / "ok", progress=False,
+              factories=F.factories(fail_every=8))
     assert r["failed_clips"] == 3 * (6 + 2) + 4  # train + val (1 view) batches per epoch, test (2 views) batches
 
 
-def test_resume_with_another_config_is_refused(toys, tmp_path):
+def test_resume_with_another_config_is_refused(tmp_path):
     class Stop(Exception):
         pass
 
@@ -142,12 +139,12 @@ def test_resume_with_another_config_is_refused(toys, tmp_path):
 
     with pytest.raises(Stop):
         train(F.toy_config(), tmp_path / "run", on_epoch=stop, progress=False)
-    with pytest.raises(ConfigError, match="train.base_lr"):
+    with pytest.raises(RunConfigMismatch, match="train.base_lr"):
         train(F.toy_config(**{"train.base_lr": 0.5}), tmp_path / "run", progress=False)
 
 
-def test_frozen_bn_keeps_statistics_and_affine_fixed(toys, tmp_path):
-    from avsf.train import loop
+def test_frozen_bn_keeps_statistics_and_affine_fixed(tmp_path):
+    from avsf.train.setup import param_groups
 
     a = train(F.toy_config(**{"train.epochs": 1}), tmp_path / "a", progress=False)
     assert a
@@ -157,23 +154,54 @@ def test_frozen_bn_keeps_statistics_and_affine_fixed(toys, tmp_path):
     after = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["model"]
     for k in ("bn.weight", "bn.bias", "bn.running_mean", "bn.running_var"):
         assert torch.equal(before[k], after[k]), k
-    assert not torch.equal(before["fc.weight"], after["fc.weight"])
+    assert not torch.equal(before["head.weight"], after["head.weight"])
     m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
-    groups = loop.param_groups(m, cfg)
+    groups = param_groups(m, cfg)
     assert [g["weight_decay"] for g in groups] == [cfg.train.weight_decay, cfg.train.weight_decay_bn]
     assert len(groups[1]["params"]) == 2
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_bf16_autocast_and_channels_last_on_cuda(toys, tmp_path):
+def test_bf16_autocast_and_channels_last_on_cuda(tmp_path):
     r = train(F.toy_config(**{"train.precision": "bf16", "train.channels_last": True, "train.deterministic": False}),
               tmp_path / "run", progress=False)
     assert 0.0 <= r["top1"] <= 1.0
 
 
-def test_bf16_without_cuda_runs_fp32(toys, tmp_path):
+def test_bf16_without_cuda_runs_fp32(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("checks the CPU fallback")
     r = train(F.toy_config(**{"train.precision": "bf16", "train.epochs": 1}), tmp_path / "run", progress=False)
     assert 0.0 <= r["top1"] <= 1.0
+
+
+def _cli(argv, factories):
+    from avsf.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    return args.func(args, factories=factories)
+
+
+def test_cli_reports_the_data_packages_too_many_failed_clips(tmp_path, capsys):
+    import avsf.data
+
+    assert TooManyFailedClips is avsf.data.TooManyFailedClips  # one class: the loader's is the one caught
+    argv = ["train", "--config", "/dev/null", "--scale", "tiny", "--out", str(tmp_path / "run"), "--no-progress",
+            "--set", "train.batch_size=8", "--set", "model.num_classes=0"]
+    assert _cli(argv, F.factories(fail_every=2)) == 1
+    err = capsys.readouterr().err
+    assert "could not be decoded" in err and "avsf data preview" in err and "Traceback" not in err
+
+
+def test_cli_prints_percent_and_json_and_turns_tensorboard_on(tmp_path, capsys):
+    argv = ["train", "--config", "/dev/null", "--scale", "tiny", "--out", str(tmp_path / "run"), "--no-progress",
+            "--set", "train.batch_size=8", "--set", "train.epochs=1", "--tensorboard"]
+    assert _cli(argv, F.TOYS) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    out = capsys.readouterr().out
+    assert f"top1 {100 * result['top1']:.1f}%" in out and "provenance" not in out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["tensorboard"] is True
+    assert any((tmp_path / "run" / "tb").iterdir())
+    assert _cli(argv + ["--json"], F.TOYS) == 0  # finished: the result again, as JSON fractions
+    assert json.loads(capsys.readouterr().out) == result

@@ -64,7 +64,8 @@ def test_task_losses_ce_bce_verb_noun_and_late_ensemble():
 
 
 def test_avs_contrastive_loss_matches_formula_and_averages_junctions():
-    cfg = build_config(scale="tiny", overrides={"model.avs_margin": 0.99, "train.avs_weight": 2.0})
+    cfg = build_config(scale="tiny", overrides={"model.avs_margin": 0.99, "train.avs_weight": 2.0,
+                                                "model.avs_loss_form": "avsf"})
     d_pos, d_neg = torch.tensor([0.1, 0.3]), torch.tensor([0.5, 1.5])
     s = torch.stack([-d_pos, -d_neg], 1)
     one = d_pos.mean() + torch.clamp(0.99 - d_neg, min=0).pow(2).mean()
@@ -105,7 +106,7 @@ def test_avs_enabled_only_for_joint_av_models():
     assert not avs_enabled(build_config(scale="tiny", overrides={"model.avs_layers": []}))
 
 
-def test_atomic_json_and_jsonl(tmp_path):
+def test_atomic_json(tmp_path):
     p = tmp_path / "r.json"
     atomic_write_json(p, {"a": 1})
     assert json.loads(p.read_text()) == {"a": 1}
@@ -113,19 +114,16 @@ def test_atomic_json_and_jsonl(tmp_path):
     with pytest.raises(ValueError):
         atomic_write_json(p, {"a": float("nan")})
     assert json.loads(p.read_text()) == {"a": 1}  # the old file survives a failed write
-    j = tmp_path / "m.jsonl"
-    C.append_jsonl(j, {"x": 1})
-    with open(j, "a") as f:
-        f.write('{"x": 2, "tor')  # a torn line from a kill
-    assert C.read_jsonl(j) == [{"x": 1}]
 
 
-def test_rng_state_round_trip():
+def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
     import random
 
     import numpy as np
 
-    s = C.rng_state()
+    np.random.randn()  # a cached gaussian in numpy's state
+    torch.save(C.rng_state(), tmp_path / "rng.pt")
+    s = torch.load(tmp_path / "rng.pt", weights_only=True)  # tensors, numbers and lists only
     a = (torch.rand(3), np.random.rand(), random.random())
     C.set_rng_state(s)
     b = (torch.rand(3), np.random.rand(), random.random())

@@ -6,33 +6,51 @@ import json
 import sys
 from pathlib import Path
 
+from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option, non_negative_int, positive_int
+
 # avsf.data.formats.FORMATS, spelled out so that building the parser does not import torch (a test
 # keeps the two equal)
 PREPARE_FORMATS = ("list", "kinetics", "epic", "epic55", "charades", "ucf101", "hmdb51")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("data", help="synthetic benchmark, dataset preparation, loader preview and benchmark",
-                       description="Audiovisual data: generate the built-in synthetic benchmark, prepare your own "
-                       "videos, look at what the model sees, and measure loader throughput.")
+    p = sub.add_parser("data", description="Audiovisual data: generate the built-in synthetic benchmark, prepare "
+                       "your own videos, look at what the model sees, and measure loader throughput.")
     dsub = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     dsub.required = True
+    _register_synth(dsub)
+    _register_prepare(dsub)
+    _register_preview(dsub)
+    _register_bench(dsub)
 
-    s = dsub.add_parser("synth", help="write the built-in synthetic AV benchmark (deterministic per seed)")
-    s.add_argument("--out", required=True, metavar="DIR")
-    s.add_argument("--scale", choices=("tiny", "small"), default="small")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--workers", type=int, default=2)
+
+def _register_synth(dsub) -> None:
+    s = dsub.add_parser(
+        "synth", help="write the built-in synthetic AV benchmark (deterministic per seed)",
+        description="Generate the built-in synthetic audiovisual benchmark (10 classes whose label is carried by the "
+        "picture, the sound, or their synchrony) as VP9/Opus WebM clips with FLAC sidecars and train/val/test "
+        "manifests. The same "
+        "scale and seed always give the same files. Training on data.dataset = \"synth\" generates it on "
+        "first use; this command writes it where you choose.")
+    s.add_argument("--out", required=True, metavar="DIR", help="folder to write (manifests, videos, audio)")
+    s.add_argument("--scale", choices=("tiny", "small"), default="small",
+                   help="tiny: a few clips per class at 48x40 (tests); small: 60 train clips per class at 96x80 "
+                   "(default: small)")
+    s.add_argument("--seed", type=non_negative_int, default=0, help="generator seed (default 0)")
+    s.add_argument("--workers", type=positive_int, default=2, help="encoding processes (default 2)")
+    add_progress_flag(s)
     s.set_defaults(func=run_synth)
 
+
+def _register_prepare(dsub) -> None:
     r = dsub.add_parser("prepare", help="turn a list of your videos into loader-ready files + manifest.csv",
                         description="MANIFEST: 'path label' per line, or CSV with header path,label (paths relative "
                         "to the manifest, inside its folder unless --allow-outside-root). With --format F, MANIFEST is "
                         "that dataset's annotation file (ucf101/hmdb51: its split-list folder) and --video-root says "
                         "where the videos are. See docs/data.md.")
-    r.add_argument("manifest", metavar="MANIFEST")
-    r.add_argument("--out", required=True, metavar="DIR")
-    r.add_argument("--format", choices=PREPARE_FORMATS, default="list")
+    r.add_argument("manifest", metavar="MANIFEST", help="the list of source videos (see above)")
+    r.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write; point data.dataset at it")
+    r.add_argument("--format", choices=PREPARE_FORMATS, default="list", help="what MANIFEST is (default: list)")
     r.add_argument("--video-root", metavar="DIR", help="videos folder for every --format but list")
     r.add_argument("--kinetics-sounds", action="store_true", help="keep only the paper's 32 Kinetics-Sounds classes")
     r.add_argument("--split", default=None, help="kinetics: keep only this split")
@@ -40,38 +58,64 @@ def register(sub) -> None:
                    help="charades: one row per whole video instead of one clip per annotated span")
     r.add_argument("--allow-outside-root", action="store_true",
                    help="read manifest paths that lead outside the manifest's (or --video-root's) folder")
-    r.add_argument("--workers", type=int, default=2)
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--workers", type=positive_int, default=2, help="transcoding processes (default 2)")
+    add_progress_flag(r)
     r.set_defaults(func=run_prepare)
 
-    v = dsub.add_parser("preview", help="PNGs of what the model sees (Slow/Fast frames + log-mel)")
+
+def _register_preview(dsub) -> None:
+    v = dsub.add_parser(
+        "preview", help="PNGs of what the model sees (Slow/Fast frames + log-mel)",
+        description="Draw clips through a loader exactly as training (or testing) does and write one PNG per "
+        "view: the Slow and Fast frames (de-normalised) and the log-mel spectrogram, with the label.")
     v.add_argument("--manifest", default=None, metavar="M",
                    help="a loader-ready CSV (default: the synthetic benchmark's train.csv, generated if needed)")
-    v.add_argument("--loader", choices=("dali", "reference"), default="reference")
-    v.add_argument("--out", required=True, metavar="DIR")
-    v.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
-    v.add_argument("--mode", choices=("train", "test"), default="train")
-    v.add_argument("-n", "--num", type=int, default=4, help="clips to draw")
-    v.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
+    v.add_argument("-n", "--num", type=positive_int, default=4, help="clips to draw (default 4)")
+    _loader_options(v, ("dali", "reference"), "reference",
+                    "decoder pipeline to draw through (default: reference, PyAV)")
     v.set_defaults(func=run_preview)
 
-    b = dsub.add_parser("bench", help="loader throughput (clips/s, decoded frames/s); DALI vs reference at equal threads")
-    b.add_argument("--loader", choices=("dali", "reference", "both"), default="both")
-    b.add_argument("--scale", choices=("tiny", "small", "paper"), default="small")
-    b.add_argument("--threads", type=int, default=2)
-    b.add_argument("--batches", type=int, default=20, help="batches to time (after one warm-up batch)")
-    b.add_argument("--mode", choices=("train", "test"), default="train")
-    b.add_argument("--step-ms", type=float, default=0.0,
+
+def _non_negative_ms(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; must be milliseconds >= 0")
+    return value
+
+
+def _register_bench(dsub) -> None:
+    b = dsub.add_parser(
+        "bench", help="loader throughput (clips/s, decoded frames/s); DALI vs reference at equal threads",
+        description="Time the data pipeline alone (no model): clips and decoded frames per second over a number of "
+        "batches after one warm-up batch, for DALI, the reference loader, or both at the same thread count.")
+    b.add_argument("--threads", type=positive_int, default=2, help="decoder threads / worker processes (default 2)")
+    b.add_argument("--batches", type=positive_int, default=20, help="batches to time (after one warm-up batch)")
+    b.add_argument("--step-ms", type=_non_negative_ms, default=0.0,
                    help="sleep this long after each batch, as a GPU training step would take (shows overlap)")
-    b.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     b.add_argument("--json", action="store_true", help="print one JSON object")
+    _loader_options(b, ("dali", "reference", "both"), "both", "which loader to time (default: both, and their ratio)")
     b.set_defaults(func=run_bench)
+
+
+def _loader_options(p, loaders: tuple[str, ...], default: str, loader_help: str) -> None:
+    """--loader, --scale, --mode, --set: what preview and bench draw clips through."""
+    p.add_argument("--loader", choices=loaders, default=default, help=loader_help)
+    add_scale_option(p, default="small")
+    p.add_argument("--mode", choices=("train", "test"), default="train",
+                   help="train: random crop, flip and start; test: the multi-view test crops (default: train)")
+    add_set_option(p, dest="sets", applies_to="the loader's config")
 
 
 def run_synth(args) -> int:
     from avsf.data.synth import generate
 
-    info = generate(args.out, args.scale, args.seed, workers=args.workers, progress=True)
+    info = generate(args.out, args.scale, args.seed, workers=args.workers, progress=not args.no_progress)
     print(f"wrote {sum(info['split_sizes'].values())} clips ({info['split_sizes']}) to {args.out} "
           f"in {info['generation_s']:.1f} s")
     return 0

@@ -10,7 +10,6 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser(
         "report",
-        help="LaTeX table, CSV, figures and summary.md from a study (or search) folder",
         description="Regenerates everything from runs/NAME alone. A folder holding search.json is an Optuna "
         "search and gets the search report.",
     )

@@ -7,11 +7,12 @@ import json
 import signal
 import sys
 
+from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option, non_negative_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
-        help="Optuna search over config fields (val top-1 vs GFLOPs), one run folder per trial",
         description=(
             "Create, join or continue the Optuna study a search file declares. Without --trials "
             "this worker runs trials until the study holds the file's `trials` finished trials; "
@@ -20,17 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("spec", metavar="STUDY.toml", help="search file, e.g. studies/search_pd_beta.toml")
-    p.add_argument("--scale", choices=("tiny", "small", "paper"), default=None,
-                   help="sizes to run at (default: the file's default_scale)")
-    p.add_argument("--trials", type=int, default=None, metavar="N",
+    add_scale_option(p, default_text="the file's default_scale")
+    p.add_argument("--trials", type=non_negative_int, default=None, metavar="N",
                    help="trials THIS worker runs now (default: run until the study reaches the file's target)")
     p.add_argument("--storage", default=None, metavar="URL",
                    help="Optuna RDB URL, e.g. postgresql://user:pw@host/db to join workers on several "
                         "machines (default: sqlite:///<out>/optuna.db)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/<name>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override applied to every trial (repeatable), e.g. train.epochs=4")
-    p.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    add_set_option(p, applies_to="every trial")
+    add_progress_flag(p)
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary as the last line (accuracies as fractions 0..1, as Optuna stores them)")
     p.set_defaults(func=main)
 
 
@@ -52,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
         storage=args.storage,
         out=args.out,
         overrides=args.overrides,
-        progress=not args.json and sys.stderr.isatty(),
+        progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
     )
     print(format_summary(res.summary), file=sys.stderr if args.json else sys.stdout, flush=True)
     if args.json:

@@ -6,32 +6,41 @@ import argparse
 import sys
 from pathlib import Path
 
+from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option, positive_int
+
 
 def register(sub) -> None:
-    p = sub.add_parser("study", help="run a declarative ablation study (studies/*.toml); resumable")
+    p = sub.add_parser("study", description="Run a declarative ablation study (studies/*.toml): every variant x seed "
+                       "into its own run folder, resumable; see which runs are done; list the study files.")
     ssub = p.add_subparsers(dest="study_command", metavar="ACTION")
     ssub.required = True
 
-    r = ssub.add_parser("run", help="train every variant x seed that has no result yet")
+    r = ssub.add_parser("run", help="train every variant x seed that has no result yet",
+                        description="Train every variant x seed of a study that has no result yet, each into "
+                        "runs/<study>/<variant>/seed<k>/; finished runs are skipped, partial ones resume. "
+                        "Then `avsf report runs/<study>`.")
     r.add_argument("study", type=Path, help="a study file, e.g. studies/droppathway.toml")
-    r.add_argument("--scale", choices=("tiny", "small", "paper"), default=None, help="tiny | small | paper (default: the study's, small)")
-    r.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the study's [scale.*] seeds)")
+    add_scale_option(r, default_text="the study's default_scale, small unless it says otherwise")
+    r.add_argument("--seeds", type=positive_int, default=None,
+                   help="number of seeds (default: the study's [scale.*] seeds)")
     r.add_argument("--out", type=Path, default=None, help="study folder (default: runs/<study name>)")
     r.add_argument("--variant", action="append", default=None, help="run only this variant (repeatable)")
-    r.add_argument(
-        "--set", dest="overrides", action="append", default=None, metavar="KEY=VALUE",
-        help="config override applied to every run, e.g. --set train.epochs=2 (repeatable)",
-    )
+    add_set_option(r, applies_to="every run")
     r.add_argument("--dry-run", action="store_true", help="print the plan and each run's state; train nothing")
-    r.add_argument("--quiet", action="store_true", help="no per-step progress bars from the trainer")
+    add_progress_flag(r, deprecated=("--quiet",))
     r.set_defaults(func=_run)
 
-    s = ssub.add_parser("status", help="which runs of a study are done, partial, failed or pending")
+    s = ssub.add_parser("status", help="which runs of a study are done, partial, failed or pending",
+                        description="For each study folder: every variant x seed and its state (done, partial, "
+                        "failed, pending), read from the run folders alone.")
     s.add_argument("target", nargs="*", type=Path, help="runs/NAME or STUDY.toml (default: every study under runs/)")
     s.set_defaults(func=_status)
 
-    ls = ssub.add_parser("list", help="the study files in studies/ (validated)")
-    ls.add_argument("folder", nargs="?", type=Path, default=Path("studies"))
+    ls = ssub.add_parser("list", help="the study files in a folder, validated",
+                         description="Load and validate every study file in FOLDER (search_*.toml left out) and "
+                         "print its name, paper table, variants, seeds per scale and title.")
+    ls.add_argument("folder", nargs="?", type=Path, default=Path("studies"),
+                    help="folder holding the study files (default: studies)")
     ls.set_defaults(func=_list)
 
 
@@ -55,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         overrides=args.overrides,
         variants=args.variant,
-        progress=False if args.quiet else None,
+        progress=False if args.no_progress else None,
     )
     if not outcome.ok:
         print(f"avsf study: {len(outcome.failed)} run(s) failed; see `avsf study status {out}`", file=sys.stderr)
@@ -97,5 +106,5 @@ def _list(args: argparse.Namespace) -> int:
     for path in discover_studies(args.folder):
         spec = load_study(path)
         scales = ", ".join(f"{k}: {s.seeds} seeds" for k, s in spec.scales.items())
-        print(f"{spec.name:<16} Table {spec.paper_table or '-':<4} {len(spec.variants)} variants  ({scales})  {spec.title}")
+        print(f"{spec.name:<16} {spec.paper_ref:<10} {len(spec.variants)} variants  ({scales})  {spec.title}")
     return 0

@@ -7,8 +7,8 @@ process scores its shard; the predictions are gathered so every process sees the
 from __future__ import annotations
 
 import contextlib
-import math
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,8 +28,9 @@ def to_device(batch: dict, device: torch.device, channels_last: bool = False) ->
 
 
 def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast on CUDA; a no-op elsewhere (the CPU path stays fp32)."""
-    if precision == "bf16" and device.type == "cuda":
+    """`train.precision`: "auto" and "bf16" autocast to bf16 on CUDA; everything stays fp32
+    elsewhere (the CPU path has no bf16 autocast here) and under "fp32"."""
+    if precision in ("auto", "bf16") and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
@@ -75,28 +76,44 @@ def _first_rows(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return uniq, first
 
 
-def score(pred: dict, *, spatial_views: int = 1, multi_label: bool = False, groups=None,
-          class_names=None) -> tuple[dict[str, float], dict[str, Any]]:
-    """Video-level metrics from per-view predictions, and the per-class table.
-
-    Views of one video (same `index`) are aggregated first (`metrics.aggregate_views`).
-    """
+def aggregate(pred: dict, *, spatial_views: int = 1, multi_label: bool = False) -> dict[str, torch.Tensor]:
+    """Video-level scores and labels from per-view predictions (`metrics.aggregate_views`), one
+    row per video in index (manifest row) order: `index` plus `scores`/`label`, or
+    `verb_scores`/`noun_scores`/`verb`/`noun`."""
     if "index" not in pred or len(pred["index"]) == 0:
         raise RuntimeError("the loader yielded no clips to evaluate")
     index, view = pred["index"], pred.get("view")
     uniq, first = _first_rows(index)
-    per_class: dict[str, Any] = {"classes": list(class_names or []), "groups": {k: list(v) for k, v in (groups or {}).items()}}
+    out = {"index": uniq}
     if "verb_logits" in pred:
-        _, vs = M.aggregate_views(index, view, pred["verb_logits"], spatial_views=spatial_views)
-        _, ns = M.aggregate_views(index, view, pred["noun_logits"], spatial_views=spatial_views)
-        verb, noun = pred["verb"][first], pred["noun"][first]
+        _, out["verb_scores"] = M.aggregate_views(index, view, pred["verb_logits"], spatial_views=spatial_views)
+        _, out["noun_scores"] = M.aggregate_views(index, view, pred["noun_logits"], spatial_views=spatial_views)
+        out["verb"], out["noun"] = pred["verb"][first], pred["noun"][first]
+        return out
+    _, out["scores"] = M.aggregate_views(index, view, pred["logits"], spatial_views=spatial_views,
+                                         multi_label=multi_label)
+    out["label"] = pred["label"][first]
+    return out
+
+
+def score(pred: dict, *, spatial_views: int = 1, multi_label: bool = False, groups=None,
+          class_names=None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Video-level metrics from per-view predictions, and the per-class table."""
+    return score_videos(aggregate(pred, spatial_views=spatial_views, multi_label=multi_label), groups=groups,
+                        class_names=class_names)
+
+
+def score_videos(videos: dict, *, groups=None, class_names=None) -> tuple[dict[str, float], dict[str, Any]]:
+    """Metrics and the per-class table of `aggregate`'s video-level scores."""
+    per_class: dict[str, Any] = {"classes": list(class_names or []), "groups": {k: list(v) for k, v in (groups or {}).items()}}
+    if "verb_scores" in videos:
+        vs, ns, verb, noun = videos["verb_scores"], videos["noun_scores"], videos["verb"], videos["noun"]
         metrics = M.verb_noun_metrics(vs, ns, verb, noun)
         per_class["metric"] = "verb top-1 accuracy"
         per_class["accuracy"] = M.per_class_accuracy(vs, verb, vs.shape[1])
         per_class["noun_accuracy"] = M.per_class_accuracy(ns, noun, ns.shape[1])
         return metrics, per_class
-    _, scores = M.aggregate_views(index, view, pred["logits"], spatial_views=spatial_views, multi_label=multi_label)
-    labels = pred["label"][first]
+    scores, labels = videos["scores"], videos["label"]
     metrics = M.classification_metrics(scores, labels, groups=None if labels.dim() == 2 else groups)
     if labels.dim() == 2:
         per_class["metric"] = "average precision"
@@ -105,39 +122,48 @@ def score(pred: dict, *, spatial_views: int = 1, multi_label: bool = False, grou
         per_class["metric"] = "top-1 accuracy"
         per_class["accuracy"] = M.per_class_accuracy(scores, labels, scores.shape[1])
         per_class["count"] = [int((labels == c).sum()) for c in range(scores.shape[1])]
-    metrics["clips"] = len(uniq)
+    metrics["clips"] = len(videos["index"])
     return metrics, per_class
 
 
-def nan_to_none(obj):
-    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
-        return None
-    if isinstance(obj, list):
-        return [nan_to_none(v) for v in obj]
-    if isinstance(obj, dict):
-        return {k: nan_to_none(v) for k, v in obj.items()}
-    return obj
+def _rounded(t: torch.Tensor) -> list:
+    return [[round(float(x), 5) for x in row] for row in t.tolist()]
 
 
-def evaluate_split(model, cfg, split: str, mode: str, dist_info, *, progress=False, desc=None):
-    """(metrics, per_class, failed clips) of `model` on `split` (all processes' shards)."""
-    from avsf.train import distributed as D
-    from avsf.train import loop
+def predictions_record(videos: dict, *, split: str, class_names=None) -> dict[str, Any]:
+    """predictions.json (PLAN contract 3): one entry per clip in manifest row order, scores
+    after view aggregation, floats rounded to 5 decimals."""
+    out: dict[str, Any] = {"split": split, "classes": list(class_names or []), "index": videos["index"].tolist()}
+    if "verb_scores" in videos:
+        out.update(verb=videos["verb"].tolist(), noun=videos["noun"].tolist(),
+                   verb_scores=_rounded(videos["verb_scores"]), noun_scores=_rounded(videos["noun_scores"]))
+        return out
+    label = videos["label"]
+    out["label"] = (label > 0.5).int().tolist() if label.dim() == 2 else label.tolist()
+    out["scores"] = _rounded(videos["scores"])
+    return out
 
-    info = loop._dataset_info(cfg)
-    if mode == "val":  # per-epoch validation: one centre view per clip (the loader's test mode, 1x1)
-        import copy
 
-        cfg = copy.deepcopy(cfg)
-        cfg.eval.temporal_views, cfg.eval.spatial_views = 1, 1
-        mode = "test"
-    loader = loop._build_loader(cfg, split, mode, shard_id=dist_info.rank, num_shards=dist_info.world)
-    pred = predict(model, loader, device=dist_info.device, precision=cfg.train.precision,
-                   channels_last=cfg.train.channels_last and dist_info.device.type == "cuda",
+@dataclass
+class SplitScores:
+    metrics: dict[str, float]
+    per_class: dict[str, Any]
+    predictions: dict[str, Any]  # predictions.json's record
+    failed: int  # clips the loader could not decode (all processes)
+
+
+def evaluate_split(model, loader, dist_info, *, dataset, split: str, precision: str = "fp32",
+                   channels_last: bool = False, spatial_views: int = 1, progress: bool = False,
+                   desc: str | None = None) -> SplitScores:
+    """Score `model` on what `loader` yields (this process's shard; every process gets the
+    metrics of all shards). `dataset` describes the classes (`multi_label`, `groups`, `class_names`)."""
+    from avsf import distributed as D
+
+    pred = predict(model, loader, device=dist_info.device, precision=precision, channels_last=channels_last,
                    progress=progress and dist_info.main, desc=desc or split)
     failed = int(D.all_reduce_sum([float(getattr(loader, "failed", 0))], dist_info)[0])
     pred = merge_predictions(D.gather_objects(pred, dist_info))
-    spatial = cfg.eval.spatial_views if mode == "test" else 1
-    metrics, per_class = score(pred, spatial_views=spatial, multi_label=bool(getattr(info, "multi_label", False)),
-                               groups=getattr(info, "groups", None), class_names=getattr(info, "class_names", None))
-    return metrics, per_class, failed
+    videos = aggregate(pred, spatial_views=spatial_views, multi_label=bool(getattr(dataset, "multi_label", False)))
+    names = getattr(dataset, "class_names", None)
+    metrics, per_class = score_videos(videos, groups=getattr(dataset, "groups", None), class_names=names)
+    return SplitScores(metrics, per_class, predictions_record(videos, split=split, class_names=names), failed)

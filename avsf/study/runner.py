@@ -19,30 +19,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from avsf.config import ConfigError, flatten
 from avsf.io import atomic_write_json
+from avsf.run import FAILED_FILE, RunDir, read_json
 from avsf.study.spec import StudySpec
-from avsf.study.store import (
-    FAILED_FILE,
-    STUDY_FILE,
-    read_json,
-    run_dir,
-    run_state,
-)
+from avsf.study.store import STUDY_FILE, run_dir
 
 TrainFn = Callable[..., dict]
-
-# Keys the trainer may resolve or that do not change what is learned; not compared when
-# deciding whether an existing run folder belongs to this study.
-_NOT_COMPARED = {
-    "model.num_classes",
-    "data.cache_dir",
-    "data.loader",
-    "data.device",
-    "data.num_threads",
-    "train.channels_last",
-    "name",
-}
 
 
 @dataclass
@@ -90,25 +72,6 @@ def plan_study(
     return plan
 
 
-def config_mismatch(existing: dict[str, Any], planned: dict[str, Any]) -> list[str]:
-    """Keys whose values differ between a run folder's config.json and the planned config."""
-    a, b = flatten(existing), flatten(planned)
-    diffs = []
-    for k in sorted(set(a) & set(b)):
-        if k in _NOT_COMPARED:
-            continue
-        va, vb = a[k], b[k]
-        if isinstance(va, float) or isinstance(vb, float):
-            try:
-                if abs(float(va) - float(vb)) <= 1e-9 * max(1.0, abs(float(vb))):
-                    continue
-            except (TypeError, ValueError):
-                pass
-        if va != vb:
-            diffs.append(f"{k}: {va!r} there, {vb!r} now")
-    return diffs
-
-
 def _show(metric: str, v: float | None) -> str:
     """An accuracy fraction as percent ("82.0%"); other numbers as they are."""
     if v is None or not isinstance(v, (int, float)):
@@ -125,6 +88,78 @@ def _fmt_duration(s: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def _write_study_record(out_dir: Path, spec: StudySpec, scale: str, plan: list[PlannedRun],
+                        overrides: dict[str, Any] | list[str] | None) -> None:
+    """study.json: the spec, scale and every seed run so far at that scale."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_list = sorted({p.seed for p in plan})
+    prior = read_json(out_dir / STUDY_FILE)
+    if isinstance(prior, dict) and prior.get("scale") == scale:
+        seed_list = sorted(set(seed_list) | {int(s) for s in prior.get("seeds", [])})
+    atomic_write_json(out_dir / STUDY_FILE, {
+        "spec": spec.to_dict(),
+        "scale": scale,
+        "seeds": seed_list,
+        "overrides": overrides if overrides else {},
+        "variants_run": [p.variant for p in plan],
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    })
+
+
+def _epoch_logger(p: PlannedRun, log: Callable[[str], None], t0: float) -> Callable[[int, dict], None]:
+    """The trainer's on_epoch hook: one progress line per epoch, accuracies in percent."""
+    epochs = p.cfg.train.epochs
+
+    def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
+        done_ep = int(epoch)  # the trainer passes the number of epochs completed (1-based)
+        elapsed = time.monotonic() - t0
+        left = elapsed / max(done_ep, 1) * max(epochs - done_ep, 0)
+        parts = []
+        for k in ("loss", "top1", "val_top1", "train_error"):
+            v = metrics.get(k) if isinstance(metrics, dict) else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v:
+                parts.append(f"{k} {100 * v:.1f}%" if k != "loss" else f"{k} {v:.3g}")
+        log(f"    {p.variant} seed{p.seed} epoch {done_ep}/{epochs} {' '.join(parts)} "
+            f"(run ETA {_fmt_duration(left)})")
+
+    return on_epoch
+
+
+def _run_one(p: PlannedRun, tag: str, spec: StudySpec, train_fn: TrainFn, progress: bool,
+             log: Callable[[str], None], outcome: StudyOutcome) -> float | None:
+    """Train one planned run; record it in `outcome` (a failure in failed.json). Returns its
+    duration when it finished."""
+    run = RunDir(p.path)
+    p.path.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    try:
+        result = train_fn(p.cfg, p.path, on_epoch=_epoch_logger(p, log, t0), progress=progress)
+    except KeyboardInterrupt:
+        log(f"interrupted during {p.variant} seed{p.seed}; run the same command again to resume")
+        raise
+    except Exception as e:  # a failing run is recorded and the study goes on
+        msg = f"{type(e).__name__}: {e}"
+        run.write_failed(msg, traceback.format_exc())
+        outcome.failed.append((p.variant, p.seed, msg))
+        log(f"{tag} {p.variant} seed{p.seed}: FAILED ({msg}); going on")
+        return None
+    dt = time.monotonic() - t0
+    run.clear_failed()
+    if not run.is_done():
+        # The trainer returned without writing result.json: keep the returned numbers.
+        if not (isinstance(result, dict) and result):
+            msg = "the trainer returned without a result"
+            run.write_failed(msg)
+            outcome.failed.append((p.variant, p.seed, msg))
+            return None
+        run.write_result(result)
+    outcome.done.append((p.variant, p.seed))
+    val = result.get(spec.metric) if isinstance(result, dict) else None
+    shown = f"{spec.metric} {_show(spec.metric, val)}" if isinstance(val, (int, float)) else "done"
+    log(f"{tag} {p.variant} seed{p.seed}: {shown} in {_fmt_duration(dt)}")
+    return dt
 
 
 def run_study(
@@ -147,134 +182,34 @@ def run_study(
     train_fn = train_fn or _default_train()
 
     plan = plan_study(spec, out_dir, scale=scale, seeds=seeds, overrides=overrides, variants=variants)
-
-    # Refuse to mix setups in one folder before anything runs.
+    # Refuse to mix setups in one folder before anything runs: the trainer's own "same run"
+    # rule (avsf.run.RunDir.config_for), so what passes here passes there.
     for p in plan:
-        existing = read_json(p.path / "config.json")
-        if isinstance(existing, dict):
-            diffs = config_mismatch(existing, p.cfg.to_dict())
-            if diffs:
-                raise ConfigError(
-                    f"{p.path} already holds a run with a different config ({'; '.join(diffs[:3])}"
-                    f"{' ...' if len(diffs) > 3 else ''}); run this study with another --out, "
-                    f"or move that folder away"
-                )
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    seed_list = sorted({p.seed for p in plan})
-    prior = read_json(out_dir / STUDY_FILE)
-    if isinstance(prior, dict) and prior.get("scale") == scale:
-        seed_list = sorted(set(seed_list) | {int(s) for s in prior.get("seeds", [])})
-    atomic_write_json(
-        out_dir / STUDY_FILE,
-        {
-            "spec": spec.to_dict(),
-            "scale": scale,
-            "seeds": seed_list,
-            "overrides": overrides if overrides else {},
-            "variants_run": [p.variant for p in plan],
-            "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
-    )
+        RunDir(p.path).config_for(p.cfg)
+    _write_study_record(out_dir, spec, scale, plan, overrides)
 
     outcome = StudyOutcome(out_dir=out_dir)
-    todo = [p for p in plan if run_state(p.path) != "done"]
-    for p in plan:
-        if run_state(p.path) == "done":
-            outcome.skipped.append((p.variant, p.seed))
-    log(
-        f"study {spec.name} (scale {scale}): {len(plan)} runs, {len(outcome.skipped)} already done, "
-        f"{len(todo)} to run -> {out_dir}"
-    )
-
+    todo = [p for p in plan if not RunDir(p.path).is_done()]
+    outcome.skipped = [(p.variant, p.seed) for p in plan if RunDir(p.path).is_done()]
+    log(f"study {spec.name} (scale {scale}): {len(plan)} runs, {len(outcome.skipped)} already done, "
+        f"{len(todo)} to run -> {out_dir}")
     durations: list[float] = []
     for i, p in enumerate(todo, 1):
-        state = run_state(p.path)
         eta = _fmt_duration(sum(durations) / len(durations) * (len(todo) - i + 1)) if durations else "unknown"
-        what = "resuming" if state in ("partial", "failed") else "starting"
+        what = "resuming" if RunDir(p.path).state() in ("partial", "failed") else "starting"
         log(f"[{i}/{len(todo)}] {p.variant} seed{p.seed}: {what} (study ETA {eta})")
-        p.path.mkdir(parents=True, exist_ok=True)
-        t0 = time.monotonic()
-        epochs = p.cfg.train.epochs
+        dt = _run_one(p, f"[{i}/{len(todo)}]", spec, train_fn, progress, log, outcome)
+        if dt is not None:
+            durations.append(dt)
 
-        def on_epoch(epoch: int, metrics: dict[str, Any], _p: PlannedRun = p, _t0: float = t0) -> None:
-            done_ep = int(epoch)  # the trainer passes the number of epochs completed (1-based)
-            elapsed = time.monotonic() - _t0
-            left = elapsed / max(done_ep, 1) * max(epochs - done_ep, 0)
-            parts = []
-            for k in ("loss", "top1", "val_top1", "train_error"):
-                v = metrics.get(k) if isinstance(metrics, dict) else None
-                if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    parts.append(f"{k} {v:.3g}")
-            log(
-                f"    {_p.variant} seed{_p.seed} epoch {done_ep}/{epochs} {' '.join(parts)} "
-                f"(run ETA {_fmt_duration(left)})"
-            )
-
-        try:
-            result = train_fn(p.cfg, p.path, on_epoch=on_epoch, progress=progress)
-        except KeyboardInterrupt:
-            log(f"interrupted during {p.variant} seed{p.seed}; run the same command again to resume")
-            raise
-        except Exception as e:  # a failing run is recorded and the study goes on
-            msg = f"{type(e).__name__}: {e}"
-            atomic_write_json(
-                p.path / FAILED_FILE,
-                {
-                    "error": msg,
-                    "traceback": traceback.format_exc(),
-                    "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                },
-            )
-            outcome.failed.append((p.variant, p.seed, msg))
-            log(f"[{i}/{len(todo)}] {p.variant} seed{p.seed}: FAILED ({msg}); going on")
-            continue
-        dt = time.monotonic() - t0
-        durations.append(dt)
-        (p.path / FAILED_FILE).unlink(missing_ok=True)
-        if run_state(p.path) != "done":
-            # The trainer returned without writing result.json: keep the returned numbers.
-            if isinstance(result, dict) and result:
-                atomic_write_json(p.path / "result.json", result)
-            else:
-                msg = "the trainer returned without a result"
-                atomic_write_json(p.path / FAILED_FILE, {"error": msg})
-                outcome.failed.append((p.variant, p.seed, msg))
-                continue
-        outcome.done.append((p.variant, p.seed))
-        metric = spec.metric
-        val = result.get(metric) if isinstance(result, dict) else None
-        shown = f"{metric} {_show(metric, val)}" if isinstance(val, (int, float)) else "done"
-        log(f"[{i}/{len(todo)}] {p.variant} seed{p.seed}: {shown} in {_fmt_duration(dt)}")
-
-    log(
-        f"study {spec.name}: {len(outcome.done)} finished now, {len(outcome.skipped)} finished before, "
-        f"{len(outcome.failed)} failed"
-    )
+    log(f"study {spec.name}: {len(outcome.done)} finished now, {len(outcome.skipped)} finished before, "
+        f"{len(outcome.failed)} failed")
     for v, s, msg in outcome.failed:
         log(f"  failed: {v} seed{s}: {msg} (details in {run_dir(out_dir, v, s) / FAILED_FILE})")
     return outcome
 
 
 # ----------------------------------------------------------------------------- status
-
-
-def status_rows(study_dir: str | Path) -> list[dict[str, Any]]:
-    from avsf.study.store import load_study_dir
-
-    rec = load_study_dir(study_dir)
-    rows = []
-    for r in rec.runs:
-        rows.append(
-            {
-                "variant": r.variant,
-                "seed": r.seed,
-                "state": r.state,
-                rec.spec.metric: r.number(rec.spec.metric),
-                "error": r.error,
-            }
-        )
-    return rows
 
 
 def format_status(study_dir: str | Path) -> str:

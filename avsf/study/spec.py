@@ -10,6 +10,8 @@ A study file (``studies/<name>.toml``) reads::
     description = "..."             # optional: one paragraph for summary.md
     notes = "..."                   # optional: caveats printed under the table
     default_scale = "small"         # optional (default "small")
+    hypothesis = "..."              # optional: what the study expects to find, in one sentence
+    mechanism = "..."               # optional: why it should (the paper's explanation)
 
     [base]                          # config keys applied on top of the scale's sizes
     model.pathways = "avslowfast"
@@ -17,8 +19,11 @@ A study file (``studies/<name>.toml``) reads::
     [[variant]]
     name = "pd0"                    # run folder runs/<name>/<variant>/seed<k>/
     label = "-"                     # the paper's row label
-    set = { model.drop_pathway = 0.0 }
-    paper = { top1 = 75.2, top5 = 91.8 }   # the paper's Kinetics-400 numbers for the row
+    row = "table5c/pd0"             # a registered paper row (avsf.model.variants.ROWS): its
+                                    # numbers, and its config overrides unless `set` is given
+    # or, for a row the registry does not have, the config and the numbers spelled out:
+    #   set = { model.drop_pathway = 0.0 }
+    #   paper = { top1 = 75.2, top5 = 91.8 }   # the paper's Kinetics-400 numbers
     # optional: latex = "..." (row label in LaTeX), reference = true (a reference row,
     # e.g. visual-only SlowFast, shown apart and never the "winner"), baseline = true
     # (the baseline of the per-class gain figure)
@@ -27,21 +32,28 @@ A study file (``studies/<name>.toml``) reads::
     seeds = 2
     set = { train.epochs = 4 }
 
+    [[claim]]                       # optional, repeatable: a testable comparison of two variants
+    text = "high Pd beats no DropPathway"
+    better = "pd0.8"                # variant names of this file
+    worse = "pd0"
+    metric = "top1"                 # optional: the study's `metric` unless given
+
 Config keys are applied in this order: scale sizes (``avsf.config.SCALES``) -> ``[base]``
--> ``[scale.<s>].set`` -> the variant's ``set`` -> command-line ``--set`` -> ``train.seed``.
-Everything is validated on load; a `StudyError` names the file and the key.
+-> ``[scale.<s>].set`` -> the variant's ``set`` (or its row's overrides) -> command-line
+``--set`` -> ``train.seed`` (avsf.study.tomlspec: what study and search files share).
+Everything is validated on load, every run's config included; a `StudyError` names the file
+and the key.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from avsf.config import SCALES, Config, ConfigError, build_config, flatten, read_toml
-
-DEFAULT_SCALE = "small"
+from avsf.config import Config, ConfigError, read_toml
+from avsf.model.variants import PAPER_KEYS, ROWS
+from avsf.study.tomlspec import COMMON_KEYS, SpecError, SpecReader, TomlSpec
 
 RESULT_METRICS = (
     "top1",
@@ -54,33 +66,20 @@ RESULT_METRICS = (
 )
 """Numbers in result.json a study may rank variants by (`metric`)."""
 
-PAPER_KEYS = ("top1", "top5", "mAP", "gflops")
-"""Numbers a variant's `paper` table may carry (copied from the paper)."""
-
-_TOP_KEYS = {
-    "name",
-    "title",
-    "paper_table",
-    "metric",
-    "row_header",
-    "description",
-    "notes",
-    "default_scale",
-    "base",
-    "variant",
-    "scale",
-}
-_VARIANT_KEYS = {"name", "label", "latex", "set", "paper", "reference", "baseline"}
-_SCALE_KEYS = {"seeds", "set"}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_TOP_KEYS = COMMON_KEYS | {"paper_table", "metric", "row_header", "notes", "variant", "hypothesis", "mechanism",
+                           "claim"}
+_VARIANT_KEYS = {"name", "label", "latex", "row", "set", "paper", "reference", "baseline"}
+_CLAIM_KEYS = {"text", "better", "worse", "metric"}
 
 
-class StudyError(ConfigError):
+class StudyError(SpecError):
     """A study file is wrong; the message names the file and the key."""
 
 
 @dataclass
 class Variant:
+    """One row of a study: its config layer and the paper's numbers for it (from its `row`)."""
+
     name: str
     label: str
     set: dict[str, Any] = field(default_factory=dict)
@@ -88,12 +87,14 @@ class Variant:
     latex: str = ""
     reference: bool = False
     baseline: bool = False
+    row: str = ""  # the registered paper row (avsf.model.variants.ROWS) it reproduces, if any
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "label": self.label,
             "latex": self.latex,
+            "row": self.row,
             "set": dict(self.set),
             "paper": dict(self.paper),
             "reference": self.reference,
@@ -102,28 +103,28 @@ class Variant:
 
 
 @dataclass
-class ScaleSettings:
-    seeds: int = 1
-    set: dict[str, Any] = field(default_factory=dict)
+class Claim:
+    """A testable statement of the study: `better` beats `worse` on `metric` (variant names)."""
+
+    text: str
+    better: str
+    worse: str
+    metric: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seeds": self.seeds, "set": dict(self.set)}
+        return {"text": self.text, "better": self.better, "worse": self.worse, "metric": self.metric}
 
 
-@dataclass
-class StudySpec:
-    name: str
-    title: str
+@dataclass(kw_only=True)
+class StudySpec(TomlSpec):
     variants: list[Variant]
     paper_table: str = ""
     metric: str = "top1"
     row_header: str = ""
-    description: str = ""
     notes: str = ""
-    default_scale: str = DEFAULT_SCALE
-    base: dict[str, Any] = field(default_factory=dict)
-    scales: dict[str, ScaleSettings] = field(default_factory=dict)
-    source: str = ""
+    hypothesis: str = ""
+    mechanism: str = ""
+    claims: list[Claim] = field(default_factory=list)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -135,14 +136,19 @@ class StudySpec:
     def variant_names(self) -> list[str]:
         return [v.name for v in self.variants]
 
-    def scale_settings(self, scale: str | None) -> ScaleSettings:
-        scale = scale or self.default_scale
-        if scale not in SCALES:
-            raise StudyError(f"unknown scale '{scale}' (choose one of: {', '.join(SCALES)})")
-        return self.scales.get(scale, ScaleSettings())
+    @property
+    def paper_ref(self) -> str:
+        """Where in the paper the study comes from: "Table 5c", "Table A.3", "Sec. 3.4"."""
+        t = self.paper_table
+        if not t:
+            return "the paper"
+        if t[0].isdigit() or (len(t) > 1 and t[0].isalpha() and t[1] == "."):
+            return f"Table {t}"
+        return t
 
     def seeds(self, scale: str | None = None, n: int | None = None) -> list[int]:
-        count = self.scale_settings(scale).seeds if n is None else n
+        settings = self.scale_settings(scale)
+        count = (settings.seeds if settings else 1) if n is None else n
         if count < 1:
             raise StudyError(f"--seeds must be at least 1, got {count}")
         return list(range(count))
@@ -157,12 +163,7 @@ class StudySpec:
     ) -> Config:
         """The fully resolved config of one run: variant x seed at a scale."""
         v = variant if isinstance(variant, Variant) else self.variant(variant)
-        scale = scale or self.default_scale
-        merged: dict[str, Any] = {}
-        merged.update(self.base)
-        merged.update(self.scale_settings(scale).set)
-        merged.update(v.set)
-        cfg = build_config(scale=scale, base=merged, overrides=overrides)
+        cfg = self.layered_config(scale, v.set, overrides)
         cfg.train.seed = int(seed)
         cfg.name = f"{self.name}/{v.name}/seed{seed}"
         return cfg
@@ -198,8 +199,11 @@ class StudySpec:
             "notes": self.notes,
             "default_scale": self.default_scale,
             "base": dict(self.base),
+            "hypothesis": self.hypothesis,
+            "mechanism": self.mechanism,
+            "claims": [c.to_dict() for c in self.claims],
             "variants": [v.to_dict() for v in self.variants],
-            "scales": {k: s.to_dict() for k, s in self.scales.items()},
+            "scales": {k: {"seeds": s.seeds, "set": dict(s.set)} for k, s in self.scales.items()},
             "source": self.source,
         }
 
@@ -209,178 +213,135 @@ class StudySpec:
 
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; errors name the file and the key."""
-    tree = read_toml(path, what="study", error=StudyError)
-    return study_from_dict(tree, source=str(path))
+    return study_from_dict(read_toml(path, what="study", error=StudyError), source=str(path))
 
 
 def study_from_dict(tree: dict[str, Any], *, source: str = "<study>") -> StudySpec:
     """Validate a parsed study tree (TOML, or `StudySpec.to_dict()` from study.json)."""
-
-    def err(key: str, msg: str) -> StudyError:
-        return StudyError(f"{source}: key '{key}': {msg}")
-
+    r = SpecReader(source, StudyError)
     tree = dict(tree)
-    # study.json stores the variants as "variants" and scales as "scales"
-    if "variants" in tree and "variant" not in tree:
-        tree["variant"] = tree.pop("variants")
-    if "scales" in tree and "scale" not in tree:
-        tree["scale"] = tree.pop("scales")
+    # study.json stores the arrays of tables under plural names
+    for plural, key in (("variants", "variant"), ("scales", "scale"), ("claims", "claim")):
+        if plural in tree and key not in tree:
+            tree[key] = tree.pop(plural)
     tree.pop("source", None)
-
-    unknown = sorted(set(tree) - _TOP_KEYS)
-    if unknown:
-        raise err(unknown[0], f"unknown key (known: {', '.join(sorted(_TOP_KEYS))})")
-
-    name = _string(tree, "name", err, required=True)
-    if not _NAME_RE.match(name):
-        raise err("name", f"'{name}' must be a folder name (letters, digits, '_', '-', '.')")
-    title = _string(tree, "title", err) or name
-    metric = _string(tree, "metric", err) or "top1"
-    if metric not in RESULT_METRICS:
-        raise err("metric", f"'{metric}' is not a result number (choose one of: {', '.join(RESULT_METRICS)})")
-    default_scale = _string(tree, "default_scale", err) or DEFAULT_SCALE
-    if default_scale not in SCALES:
-        raise err("default_scale", f"unknown scale '{default_scale}' (choose one of: {', '.join(SCALES)})")
-
-    base = tree.get("base", {})
-    if not isinstance(base, dict):
-        raise err("base", "must be a table of config keys, e.g. [base] model.drop_pathway = 0.8")
-    base = flatten(base)
-
-    raw_variants = tree.get("variant")
-    if not raw_variants:
-        raise err("variant", "a study needs at least one [[variant]]")
-    if not isinstance(raw_variants, list):
-        raise err("variant", "must be an array of tables ([[variant]])")
-    variants: list[Variant] = []
-    for i, rv in enumerate(raw_variants):
-        variants.append(_variant(rv, i, err))
-    seen: set[str] = set()
-    for i, v in enumerate(variants):
-        if v.name in seen:
-            raise err(f"variant[{i}].name", f"duplicate variant name '{v.name}'")
-        seen.add(v.name)
-    if sum(v.baseline for v in variants) > 1:
-        raise err("variant.baseline", "at most one variant may be the baseline")
-    if all(v.reference for v in variants):
-        raise err("variant.reference", "at least one variant must not be a reference row")
-
-    raw_scales = tree.get("scale", {})
-    if not isinstance(raw_scales, dict):
-        raise err("scale", "must be tables [scale.small], [scale.tiny], [scale.paper]")
-    scales: dict[str, ScaleSettings] = {}
-    for sname, rs in raw_scales.items():
-        key = f"scale.{sname}"
-        if sname not in SCALES:
-            raise err(key, f"unknown scale '{sname}' (choose one of: {', '.join(SCALES)})")
-        if not isinstance(rs, dict):
-            raise err(key, "must be a table with 'seeds' and optional 'set'")
-        bad = sorted(set(rs) - _SCALE_KEYS)
-        if bad:
-            raise err(f"{key}.{bad[0]}", f"unknown key (known: seeds, set); config keys go in {key}.set")
-        seeds = rs.get("seeds", 1)
-        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-            raise err(f"{key}.seeds", f"must be a positive integer, got {seeds!r}")
-        sset = rs.get("set", {})
-        if not isinstance(sset, dict):
-            raise err(f"{key}.set", "must be a table of config keys")
-        scales[sname] = ScaleSettings(seeds=seeds, set=flatten(sset))
-
+    r.no_unknown(tree, _TOP_KEYS)
+    head = r.header(tree)
+    metric = _metric(r, tree, "metric", "top1")
+    variants = _variants(tree, r)
     spec = StudySpec(
-        name=name,
-        title=title,
+        **head,
         variants=variants,
-        paper_table=_string(tree, "paper_table", err),
+        hypothesis=r.string(tree, "hypothesis"),
+        mechanism=r.string(tree, "mechanism"),
+        claims=_claims(tree, r, metric, [v.name for v in variants]),
+        paper_table=r.string(tree, "paper_table"),
         metric=metric,
-        row_header=_string(tree, "row_header", err),
-        description=_string(tree, "description", err),
-        notes=_string(tree, "notes", err),
-        default_scale=default_scale,
-        base=base,
-        scales=scales,
+        row_header=r.string(tree, "row_header"),
+        notes=r.string(tree, "notes"),
+        base=r.config_table(tree, "base"),
+        scales=r.scales(tree, "seeds", 1),
         source=source,
     )
-    _check_configs(spec, err)
+    _check_configs(spec, r)
     return spec
 
 
-def _string(tree: dict[str, Any], key: str, err, *, required: bool = False) -> str:
-    if key not in tree:
-        if required:
-            raise err(key, "is required")
-        return ""
-    value = tree[key]
-    if not isinstance(value, str):
-        raise err(key, f"must be a string, got {value!r}")
-    if required and not value.strip():
-        raise err(key, "must not be empty")
-    return value
+def _metric(r: SpecReader, tree: dict[str, Any], key: str, default: str, where: str = "") -> str:
+    metric = r.string(tree, key, where=where, default=default)
+    if metric not in RESULT_METRICS:
+        raise r.err(f"{where}{key}", f"'{metric}' is not a result number (choose one of: {', '.join(RESULT_METRICS)})")
+    return metric
 
 
-def _variant(rv: Any, i: int, err) -> Variant:
+def _claims(tree: dict[str, Any], r: SpecReader, metric: str, names: list[str]) -> list[Claim]:
+    raw = tree.get("claim", [])
+    if not isinstance(raw, list):
+        raise r.err("claim", "must be an array of tables ([[claim]] with text, better, worse)")
+    claims = []
+    for i, rc in enumerate(raw):
+        where = f"claim[{i}]"
+        if not isinstance(rc, dict):
+            raise r.err(where, "must be a table with text, better, worse")
+        r.no_unknown(rc, _CLAIM_KEYS, f"{where}.")
+        side = {}
+        for key in ("better", "worse"):
+            side[key] = r.string(rc, key, where=f"{where}.", required=True)
+            if side[key] not in names:
+                raise r.err(f"{where}.{key}", f"'{side[key]}' is not a variant of this study "
+                                              f"(variants: {', '.join(names)})")
+        if side["better"] == side["worse"]:
+            raise r.err(f"{where}.worse", f"compares '{side['worse']}' with itself")
+        claims.append(Claim(text=r.string(rc, "text", where=f"{where}.", required=True), **side,
+                            metric=_metric(r, rc, "metric", metric, f"{where}.")))
+    return claims
+
+
+def _variants(tree: dict[str, Any], r: SpecReader) -> list[Variant]:
+    raw = tree.get("variant")
+    if not raw:
+        raise r.err("variant", "a study needs at least one [[variant]]")
+    if not isinstance(raw, list):
+        raise r.err("variant", "must be an array of tables ([[variant]])")
+    variants = [_variant(rv, i, r) for i, rv in enumerate(raw)]
+    seen: set[str] = set()
+    for i, v in enumerate(variants):
+        if v.name in seen:
+            raise r.err(f"variant[{i}].name", f"duplicate variant name '{v.name}'")
+        seen.add(v.name)
+    if sum(v.baseline for v in variants) > 1:
+        raise r.err("variant.baseline", "at most one variant may be the baseline")
+    if all(v.reference for v in variants):
+        raise r.err("variant.reference", "at least one variant must not be a reference row")
+    return variants
+
+
+def _variant(rv: Any, i: int, r: SpecReader) -> Variant:
     where = f"variant[{i}]"
     if not isinstance(rv, dict):
-        raise err(where, "must be a table")
-    bad = sorted(set(rv) - _VARIANT_KEYS)
-    if bad:
-        raise err(f"{where}.{bad[0]}", f"unknown key (known: {', '.join(sorted(_VARIANT_KEYS))})")
-    name = rv.get("name")
-    if not isinstance(name, str) or not name:
-        raise err(f"{where}.name", "is required (a folder name)")
-    where = f"variant[{i}] ('{name}')"
-    if not _NAME_RE.match(name):
-        raise err(f"{where}.name", f"'{name}' must be a folder name (letters, digits, '_', '-', '.')")
-    label = rv.get("label", name)
-    if not isinstance(label, str):
-        raise err(f"{where}.label", f"must be a string, got {label!r}")
-    latex = rv.get("latex", "")
-    if not isinstance(latex, str):
-        raise err(f"{where}.latex", f"must be a string, got {latex!r}")
-    vset = rv.get("set", {})
-    if not isinstance(vset, dict):
-        raise err(f"{where}.set", "must be a table of config keys, e.g. set = { model.beta_a = 0.25 }")
-    paper = rv.get("paper", {})
-    if not isinstance(paper, dict):
-        raise err(f"{where}.paper", "must be a table, e.g. paper = { top1 = 77.0, top5 = 92.7 }")
-    clean_paper: dict[str, float] = {}
-    for k, val in paper.items():
+        raise r.err(where, "must be a table")
+    r.no_unknown(rv, _VARIANT_KEYS, f"{where}.")
+    name = r.folder_name(rv, where=f"{where}.")
+    where = f"variant[{i}] ('{name}')."
+    row = r.string(rv, "row", where=where)
+    paper = _paper(rv, row, r, where)
+    vset = r.config_table(rv, "set", where)
+    if row and "set" not in rv:
+        vset = dict(ROWS[row].overrides)
+    return Variant(name=name, label=r.string(rv, "label", where=where, default=name), row=row,
+                   latex=r.string(rv, "latex", where=where), set=vset, paper=paper,
+                   reference=r.flag(rv, "reference", where), baseline=r.flag(rv, "baseline", where))
+
+
+def _paper(rv: dict[str, Any], row: str, r: SpecReader, where: str) -> dict[str, float]:
+    """The variant's paper numbers: its row's, or its own `paper` table where it has no row."""
+    paper = r.table(rv, "paper", "paper = { top1 = 77.0, top5 = 92.7 }", where)
+    clean: dict[str, float] = {}
+    for k in paper:
         if k not in PAPER_KEYS:
-            raise err(f"{where}.paper.{k}", f"unknown number (known: {', '.join(PAPER_KEYS)})")
-        if isinstance(val, bool) or not isinstance(val, (int, float)):
-            raise err(f"{where}.paper.{k}", f"must be a number, got {val!r} (leave it out when the paper has none)")
-        clean_paper[k] = float(val)
-    flags = {}
-    for flag in ("reference", "baseline"):
-        val = rv.get(flag, False)
-        if not isinstance(val, bool):
-            raise err(f"{where}.{flag}", f"must be true or false, got {val!r}")
-        flags[flag] = val
-    return Variant(name=name, label=label, latex=latex, set=flatten(vset), paper=clean_paper, **flags)
+            raise r.err(f"{where}paper.{k}", f"unknown number (known: {', '.join(PAPER_KEYS)})")
+        clean[k] = float(r.number(paper, k, where=f"{where}paper."))
+    if not row:
+        return clean
+    if row not in ROWS:
+        raise r.err(f"{where}row", f"'{row}' is not a registered paper row (known: {', '.join(ROWS)})")
+    # study.json repeats the row's numbers; a file that types other numbers has two sources
+    if clean and clean != ROWS[row].paper:
+        raise r.err(f"{where}paper", f"the numbers come from row '{row}' ({ROWS[row].paper}); drop `paper`")
+    return ROWS[row].paper
 
 
-def _check_configs(spec: StudySpec, err) -> None:
-    """Build every variant's config at every scale the file mentions, so bad keys fail now."""
-    try:
-        build_config(scale="paper", base=spec.base)
-    except ConfigError as e:
-        raise err("base", str(e)) from None
-    scales = sorted({spec.default_scale, *spec.scales})
-    for s in scales:
-        if s in spec.scales:
-            try:
-                build_config(scale=s, base=spec.scales[s].set)
-            except ConfigError as e:
-                raise err(f"scale.{s}.set", str(e)) from None
-    for i, v in enumerate(spec.variants):
-        try:
-            build_config(scale="paper", base=v.set)
-        except ConfigError as e:
-            raise err(f"variant[{i}] ('{v.name}').set", str(e)) from None
-        for s in scales:
+def _check_configs(spec: StudySpec, r: SpecReader) -> None:
+    """Every block's keys exist; every run's merged config (variant x every scale the file
+    mentions) passes `Config.validate`."""
+    r.check_keys(r.scale_blocks(spec) + [(f"variant[{i}] ('{v.name}').set", v.set)
+                                         for i, v in enumerate(spec.variants)])
+    for s in r.scales_to_check(spec):
+        for i, v in enumerate(spec.variants):
             try:
                 spec.config_for(v, scale=s)
             except ConfigError as e:
-                raise err(f"variant[{i}] ('{v.name}') at scale {s}", str(e)) from None
+                raise r.err(f"variant[{i}] ('{v.name}') at scale {s}", str(e)) from None
 
 
 def discover_studies(folder: str | Path = "studies", *, include_searches: bool = False) -> list[Path]:

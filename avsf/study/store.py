@@ -7,14 +7,13 @@ Layout (the run folders are the trainer's contract, docs/architecture.md)::
                                           checkpoints/last.pt, result.json, per_class.json)
     runs/NAME/<variant>/seed<k>/failed.json   written by the study runner when the run raised
 
-A run is `done` when result.json exists and parses, `failed` when failed.json exists (and
-no result), `partial` when it started (checkpoint or metrics) but did not finish, and
-`pending` otherwise. Nothing here deletes or rewrites a run's files.
+A run's state and files are read through avsf.run.RunDir (`done` when result.json parses,
+`failed` when failed.json exists and no result, `partial` when it started, `pending`
+otherwise). Nothing here deletes or rewrites a run's files.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import statistics
@@ -22,43 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avsf.run import RunDir, read_json
 from avsf.study.spec import StudySpec, Variant, study_from_dict
 
 STUDY_FILE = "study.json"
-FAILED_FILE = "failed.json"
-RESULT_FILE = "result.json"
 _SEED_RE = re.compile(r"^seed(\d+)$")
-
-
-# ----------------------------------------------------------------------------- atomic writes
-
-
-def read_json(path: str | Path) -> Any | None:
-    """The parsed file, or None when it is missing or not (yet) valid JSON."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Lines of a JSON-lines file; a torn last line (a killed writer) is skipped."""
-    out: list[dict[str, Any]] = []
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return out
-    for line in text.splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(obj, dict):
-            out.append(obj)
-    return out
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -69,14 +36,8 @@ def run_dir(study_dir: str | Path, variant: str, seed: int) -> Path:
 
 
 def run_state(path: str | Path) -> str:
-    path = Path(path)
-    if isinstance(read_json(path / RESULT_FILE), dict):
-        return "done"
-    if (path / FAILED_FILE).exists():
-        return "failed"
-    if (path / "checkpoints").exists() or (path / "metrics.jsonl").exists() or (path / "config.json").exists():
-        return "partial"
-    return "pending"
+    """done | failed | partial | pending (avsf.run.RunDir.state)."""
+    return RunDir(path).state()
 
 
 @dataclass
@@ -89,11 +50,13 @@ class RunRecord:
     error: str = ""
 
     def metrics(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.path / "metrics.jsonl")
+        return RunDir(self.path).read_metrics()
 
     def per_class(self) -> dict[str, Any] | None:
-        pc = read_json(self.path / "per_class.json")
-        return pc if isinstance(pc, dict) else None
+        return RunDir(self.path).read_per_class()
+
+    def predictions(self) -> dict[str, Any] | None:
+        return RunDir(self.path).read_predictions()
 
     def number(self, key: str) -> float | None:
         v = self.result.get(key)
@@ -103,16 +66,15 @@ class RunRecord:
 
 
 def read_run(study_dir: str | Path, variant: str, seed: int) -> RunRecord:
-    path = run_dir(study_dir, variant, seed)
-    state = run_state(path)
+    run = RunDir(run_dir(study_dir, variant, seed))
+    state = run.state()
     result: dict[str, Any] = {}
     error = ""
     if state == "done":
-        result = read_json(path / RESULT_FILE) or {}
+        result = run.read_result() or {}
     elif state == "failed":
-        failed = read_json(path / FAILED_FILE) or {}
-        error = str(failed.get("error", ""))
-    return RunRecord(variant=variant, seed=seed, path=path, state=state, result=result, error=error)
+        error = str((run.read_failed() or {}).get("error", ""))
+    return RunRecord(variant=variant, seed=seed, path=run.path, state=state, result=result, error=error)
 
 
 @dataclass
@@ -169,12 +131,6 @@ class Stat:
         mean = statistics.fmean(values)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return cls(mean, std, len(values), list(values))
-
-    @property
-    def sem(self) -> float | None:
-        if self.std is None or self.n == 0:
-            return None
-        return self.std / math.sqrt(self.n)
 
 
 def load_study_dir(study_dir: str | Path) -> StudyRecord:

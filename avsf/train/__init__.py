@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from avsf.config import Config, ConfigError, build_config, load_config
-from avsf.train.loop import TooManyFailedClips, TrainingDiverged, load_run_config, train
+from avsf.train.loop import TooManyFailedClips, TrainingDiverged, train
 
-__all__ = ["train", "resolve_config", "load_run_config", "TrainingDiverged", "TooManyFailedClips"]
+__all__ = ["train", "resolve_config", "TrainingDiverged", "TooManyFailedClips"]
 
 
 def resolve_config(

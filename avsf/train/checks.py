@@ -1,0 +1,74 @@
+"""Checks of a config against the dataset it will train on, run before any work or file write
+(the config alone is checked by `Config.validate`, the dataset-dependent rules of the config by
+`avsf.config.validate_for_dataset`): what the trainer needs beyond those."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from avsf.config import Config, ConfigError, validate_for_dataset
+
+
+def resolve_num_classes(cfg: Config, info: Any) -> None:
+    """`model.num_classes = 0` takes the dataset's class count; verb-noun data sets its own
+    verb and noun counts."""
+    if cfg.model.num_classes <= 0:
+        cfg.model.num_classes = int(info.num_classes)
+    if getattr(info, "verb_noun", False):
+        for attr in ("num_verbs", "num_nouns"):
+            n = getattr(info, attr, None)
+            if n:
+                setattr(cfg.model, attr, int(n))
+
+
+def check_against_dataset(cfg: Config, info: Any, *, world: int = 1) -> None:
+    """`avsf.config.validate_for_dataset` (class count, eval split, a batch that fits), then what
+    the trainer needs beyond it: clips in the validation split, a batch per process under
+    torchrun, every label inside the head. ConfigError naming the key or manifest row."""
+    validate_for_dataset(cfg, info)
+    where = getattr(info, "root", None) or cfg.data.dataset
+    sizes = dict(getattr(info, "split_sizes", None) or {})
+    if sizes and sizes.get("val", 0) <= 0:
+        known = ", ".join(f"{k} ({v} clips)" for k, v in sizes.items() if v > 0)
+        raise ConfigError(f"validation: split 'val' of {where} has no clips (splits with clips: {known})")
+    if sizes and world > 1:
+        per_process = min(sizes.get("train", 0) // world, cfg.train.max_train_clips or sizes.get("train", 0))
+        if cfg.train.batch_size > per_process:
+            raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is not allowed; {where} gives {per_process} "
+                              f"training clips to each of {world} processes: use <= {per_process}")
+    check_labels(cfg, info)
+
+
+def _label_problem(row: Any, cfg: Config) -> str | None:
+    m = cfg.model
+    if row.verb >= 0 and row.noun >= 0:
+        if row.verb >= m.num_verbs or row.noun >= m.num_nouns:
+            return (f"verb {row.verb} / noun {row.noun} outside the head's {m.num_verbs} verbs / "
+                    f"{m.num_nouns} nouns")
+        return None
+    labels = row.label if isinstance(row.label, list) else [row.label]
+    bad = [lab for lab in labels if not 0 <= lab < m.num_classes]
+    return f"label {bad[0]} outside the head's classes 0..{m.num_classes - 1} (model.num_classes)" if bad else None
+
+
+def check_labels(cfg: Config, info: Any) -> None:
+    """Every label of the splits the run reads fits the head; else an error naming the manifest
+    file and row. Needs a prepared dataset folder (`info.root`); descriptions without one skip."""
+    root = getattr(info, "root", None)
+    if root is None:
+        return
+    from avsf.data import load_rows
+
+    for split in dict.fromkeys(("train", "val", cfg.eval.split)):
+        try:
+            rows = load_rows(Path(root), split)
+        except ValueError:
+            continue  # an unreadable or missing split is reported by the split checks / the loader
+        for i, row in enumerate(rows):
+            problem = _label_problem(row, cfg)
+            if problem:
+                file = Path(root) / f"{split}.csv"
+                file = file if file.exists() else Path(root) / "manifest.csv"
+                raise ConfigError(f"{file}: split '{split}', row {i + 1} ({row.path}): {problem}; fix the "
+                                  f"manifest or the class count")

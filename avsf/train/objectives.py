@@ -1,0 +1,134 @@
+"""What a run is trained on, as plug-ins: the head's task objective and the auxiliary losses.
+
+The trainer never asks which head or which auxiliary task it runs: it takes the objective
+registered under `model.head` and every registered auxiliary that `enabled(cfg)` says is on,
+and for each step calls `prepare` (the auxiliaries may add inputs, e.g. AVS's audio
+negatives), the model, then the losses. A new head (detection) or pretext task (rotation)
+is one registration here or in its own module, with no edit of the loop.
+
+An objective's `correct` returns a device tensor (the loop never waits for the device per
+step); `metric` names the validation number that decides the best epoch and convergence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from avsf.config import Config
+from avsf.eval import metrics as M
+from avsf.train.losses import avs_enabled, avs_loss, task_loss, with_audio_negative
+
+Batch = dict[str, Any]
+Out = dict[str, Any]
+
+
+def batch_size(batch: Batch) -> int:
+    for k in ("label", "verb", "index", "slow", "audio"):
+        if k in batch:
+            return int(batch[k].shape[0])
+    raise KeyError("cannot tell the batch size: no label/verb/index/slow/audio in the batch")
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    loss: Callable[[Out, Batch, Config], torch.Tensor]
+    correct: Callable[[Out, Batch], torch.Tensor]
+    size: Callable[[Batch], int] = batch_size
+    metric: str = "top1"
+
+
+@dataclass(frozen=True)
+class Auxiliary:
+    name: str  # its loss is logged as f"{name}_loss" in metrics.jsonl's train rows
+    enabled: Callable[[Config], bool]
+    loss: Callable[[Out, Batch, Config], torch.Tensor | None]
+    # (batch, progress in [0, 1], cfg, a generator keyed by (seed, step)) -> the batch the model sees
+    prepare: Callable[[Batch, float, Config, torch.Generator], Batch] | None = None
+    needs_shifted_audio: bool = False  # asks the loader for `audio_shifted`
+
+
+OBJECTIVES: dict[str, Objective] = {}
+AUXILIARIES: dict[str, Auxiliary] = {}
+
+
+def register_objective(obj: Objective) -> Objective:
+    if obj.name in OBJECTIVES:
+        raise ValueError(f"objective '{obj.name}' is registered twice")
+    OBJECTIVES[obj.name] = obj
+    return obj
+
+
+def register_auxiliary(aux: Auxiliary) -> Auxiliary:
+    if aux.name in AUXILIARIES:
+        raise ValueError(f"auxiliary loss '{aux.name}' is registered twice")
+    AUXILIARIES[aux.name] = aux
+    return aux
+
+
+def objective_for(cfg: Config) -> Objective:
+    try:
+        return OBJECTIVES[cfg.model.head]
+    except KeyError:
+        raise KeyError(f"model.head '{cfg.model.head}' has no training objective registered "
+                       f"(registered: {', '.join(sorted(OBJECTIVES))})") from None
+
+
+def auxiliaries_for(cfg: Config) -> list[Auxiliary]:
+    return [a for a in AUXILIARIES.values() if a.enabled(cfg)]
+
+
+# ----------------------------------------------------------------------------- the built-ins
+def _top1_correct(out: Out, batch: Batch) -> torch.Tensor:
+    """Clips whose top-1 class is right; multi-label: whose top-1 class is one of their labels."""
+    with torch.no_grad():
+        logits, label = out["logits"].float(), batch["label"]
+        if label.dim() == 2:
+            top = logits.argmax(1, keepdim=True)
+            return (label.gather(1, top) > 0.5).sum()
+        return M.topk_correct(logits, label, 1).sum()
+
+
+def _action_correct(out: Out, batch: Batch) -> torch.Tensor:
+    """Clips whose verb and noun are both right (EPIC's action top-1)."""
+    with torch.no_grad():
+        v = M.topk_correct(out["verb_logits"].float(), batch["verb"], 1)
+        n = M.topk_correct(out["noun_logits"].float(), batch["noun"], 1)
+        return (v & n).sum()
+
+
+def _box_targets(out: Out, batch: Batch) -> torch.Tensor:
+    """The multi-hot labels of the boxes the detection head scored (PLAN contract 10)."""
+    return batch["box_labels"].flatten(0, 1)[out["box_index"]].float()
+
+
+def _detection_loss(out: Out, batch: Batch, cfg: Config) -> torch.Tensor:
+    """Per-box, per-class sigmoid cross-entropy (Sec. 5, A.7)."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(out["box_logits"].float(), _box_targets(out, batch))
+
+
+def _detection_correct(out: Out, batch: Batch) -> torch.Tensor:
+    """Boxes whose top-scoring class is one of their labels (a training signal; the paper's
+    measure is frame-level mAP)."""
+    with torch.no_grad():
+        top = out["box_logits"].float().argmax(1, keepdim=True)
+        return (_box_targets(out, batch).gather(1, top) > 0.5).sum()
+
+
+def _box_count(batch: Batch) -> int:
+    return int(batch["box_mask"].sum())
+
+
+register_objective(Objective("softmax", task_loss, _top1_correct))
+register_objective(Objective("sigmoid", task_loss, _top1_correct))
+register_objective(Objective("verb-noun", task_loss, _action_correct))
+register_objective(Objective("detection", _detection_loss, _detection_correct, size=_box_count))
+
+register_auxiliary(Auxiliary(
+    "avs", enabled=avs_enabled, loss=lambda out, batch, cfg: avs_loss(out.get("sync"), cfg),
+    prepare=with_audio_negative, needs_shifted_audio=True,
+))
