@@ -353,94 +353,79 @@ class AVLoader:
         return parts
 
     def _iter_dali(self, chunks: list[list[ClipSpec]], total: int):
+        """GPU-routed clips through an in-process NVDEC stream, the rest through CPU worker processes
+        (avsf.data.dali_loader's docstring says why); a batch joins both, in plan order."""
         from concurrent.futures import ThreadPoolExecutor
 
         from avsf.data.dali_loader import DaliStream
+        from avsf.data.decode import CpuDecoder, cpu_loader
 
         parts = self._plan_routes(chunks)
-        pin = torch.cuda.is_available()
-        kw = dict(batch_size=self.batch_size, num_threads=self.cfg.data.num_threads,
-                  with_shifted_audio=self.with_shifted_audio)
+        decoder = CpuDecoder(self.g, self.cfg, self.rows, mode=self.mode, batch_size=self.batch_size,
+                             with_shifted_audio=self.with_shifted_audio)
+        cpu_jobs = {j: (parts["cpu"][j], parts["pyav"][j]) for j in range(len(chunks))
+                    if parts["cpu"][j] or parts["pyav"][j]}
+        # the worker processes fork now, before this process holds any GPU pipeline
+        cpu = iter(cpu_loader(list(cpu_jobs.values()), decoder, workers=self.cfg.data.num_threads,
+                              pin=torch.cuda.is_available())) if cpu_jobs else None
         with ThreadPoolExecutor(2, thread_name_prefix="avsf-read") as pool:
-            streams = {r: iter(DaliStream([p for p in parts[r] if p], self.g, self.cfg.data, gpu=r == "gpu",
-                                          pin=pin and r == "cpu", pool=pool, **kw))
-                       for r in ("gpu", "cpu") if any(parts[r])}
+            gpu = iter(DaliStream([p for p in parts["gpu"] if p], self.g, self.cfg.data, gpu=True, pool=pool,
+                                  batch_size=self.batch_size, num_threads=self.cfg.data.num_threads,
+                                  with_shifted_audio=self.with_shifted_audio)) if any(parts["gpu"]) else None
             try:
-                yield from self._merge(chunks, parts, streams, total)
+                for j, chunk in enumerate(chunks):
+                    batch = self._join(chunk, next(gpu) if parts["gpu"][j] else None,
+                                       next(cpu) if j in cpu_jobs else None, decoder, total)
+                    if batch is not None:
+                        yield batch
             finally:
-                for stream in streams.values():
-                    stream.close()  # generators: stops each pipeline now, not at the next garbage collection
+                if gpu is not None:
+                    gpu.close()  # stops the pipeline now, not at the next garbage collection
+                decoder.close()
+                del cpu  # stops the worker processes
 
-    def _merge(self, chunks: list[list[ClipSpec]], parts: dict, streams: dict, total: int):
-        """One batch per chunk from the routes' streams, in order."""
-        for j, chunk in enumerate(chunks):
-            results = [(r, next(stream)) for r, stream in streams.items() if parts[r][j]]
-            if len(results) == 1 and results[0][0] == self.device and len(results[0][1].kept) == len(chunk):
-                yield self._batch(results[0][1].outs, chunk)  # the common case: no copy, no reordering
-                continue
-            pieces: dict[int, list] = {}
-            for r, res in results:
-                self._collect(res, r, pieces, total)
-            if parts["pyav"][j]:
-                self._fallback(parts["pyav"][j], "pyav", pieces, total)
-            if pieces:
-                yield self._assemble(chunk, pieces)
+    def _join(self, chunk: list[ClipSpec], res, cpu: dict | None, decoder, total: int) -> dict | None:
+        """One batch from its GPU part (a PartResult) and its CPU part (CpuDecoder.decode's dict)."""
+        if res is not None and cpu is None and len(res.kept) == len(chunk):
+            return self._batch(res.outs, chunk)  # all on the GPU, in order: no copy
+        pieces: dict[int, list] = {}
+        if res is not None:
+            for it, e in res.unreadable:
+                self._skip(it.video, it.spec.row, e, total)
+            for k, it in enumerate(res.kept):
+                pieces[it.pos] = [o[k] for o in res.outs]
+            if res.failed:  # NVDEC refused them at run time: the CPU decoder here, then PyAV
+                say_once(("runtime-cpu", str(self.info.root)), f"NVDEC refused clip(s) of {self.info.root} at run "
+                         f"time (first: {res.failed[0][0].video}: {str(res.failed[0][1]).splitlines()[:1]}); decoding "
+                         "them on the CPU, counted in cpu_fallback_clips")
+                self._take(decoder.decode([it for it, _ in res.failed], []), pieces, total)
+        if cpu is not None:
+            if not pieces and cpu["pos"] == list(range(len(chunk))):
+                self._count_cpu(cpu)
+                return self._batch([self._to_device(o) for o in cpu["outs"]], chunk)  # the common CPU case
+            self._take(cpu, pieces, total)
+        return self._assemble(chunk, pieces) if pieces else None
 
-    def _collect(self, res, route: str, pieces: dict, total: int) -> None:
-        """Take one part's clips into `pieces` (pos -> per-clip tensors); its failures go on down the routes."""
-        for it, e in res.unreadable:
-            self._skip(it.video, it.spec.row, e, total)
-        for k, it in enumerate(res.kept):
-            pieces[it.pos] = [o[k] for o in res.outs]
-        if route == "cpu" and self.device == "gpu":
-            self.cpu_fallback_clips += len(res.kept)
-        if res.failed:
-            self._fallback([it for it, _ in res.failed], "cpu" if route == "gpu" else "pyav", pieces, total,
-                           errors={id(it): e for it, e in res.failed})
+    def _take(self, got: dict, pieces: dict, total: int) -> None:
+        """A CpuDecoder result into `pieces`: its clips, its counts; its failures logged and counted."""
+        for pos, row, path, message in got["failed"]:
+            self._skip(path, row, message, total)
+        for k, pos in enumerate(got["pos"]):
+            pieces[pos] = [o[k] for o in got["outs"]]
+        self._count_cpu(got)
 
-    def _fallback(self, items: list, route: str, pieces: dict, total: int, errors: dict | None = None) -> None:
-        """Decode `items` on `route` ("cpu": DALI's CPU decoder, one clip at a time; "pyav"); what
-        fails there goes on to PyAV, and what PyAV cannot decode is skipped and counted."""
-        from avsf.data.dali_loader import decode_each
+    def _count_cpu(self, got: dict) -> None:
+        self.pyav_fallback_clips += got["pyav"]
+        if self.device == "gpu":
+            self.cpu_fallback_clips += got["dali"] + got["pyav"]
 
-        errors = dict(errors or {})
-        if route == "cpu":
-            say_once(("runtime-cpu", str(self.info.root)), f"NVDEC refused clip(s) of {self.info.root} at run time "
-                     f"(first: {items[0].video}: {str(errors.get(id(items[0]), '')).splitlines()[:1]}); decoding "
-                     "them on the CPU, counted in cpu_fallback_clips")
-            rest = []
-            for it, got in decode_each(items, self.g, self.cfg.data, num_threads=self.cfg.data.num_threads, gpu=False,
-                                       with_shifted_audio=self.with_shifted_audio):
-                if isinstance(got, Exception):
-                    errors[id(it)] = got
-                    rest.append(it)
-                else:
-                    pieces[it.pos] = [o[0] for o in got]
-                    self.cpu_fallback_clips += 1
-            items = rest
-        for it in items:
-            try:
-                pieces[it.pos] = self._pyav(it)
-            except Exception as e:
-                self._skip(it.video, it.spec.row, errors.get(id(it), e), total)
-                continue
-            self.pyav_fallback_clips += 1
-            self.cpu_fallback_clips += self.device == "gpu"
-
-    def _pyav(self, it) -> list[torch.Tensor]:
-        from avsf.data.reference import make_sample
-
-        s = make_sample(self.rows[it.spec.row], it.spec, self.g, self.cfg, self.mode, self.with_shifted_audio)
-        out = [s["fast"], s["audio"][0]]
-        if self.with_shifted_audio:
-            out.append(s["audio_shifted"][0])
-        return out
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """GPU decode gives CUDA batches; clips decoded on the CPU join them there."""
+        return t.to("cuda", non_blocking=True) if self.device == "gpu" else t
 
     def _assemble(self, chunk: list[ClipSpec], pieces: dict[int, list]) -> dict:
         order = sorted(pieces)
-        dev = torch.device("cuda") if self.device == "gpu" else None
-        outs = [torch.stack([pieces[p][k].to(dev, non_blocking=True) if dev else pieces[p][k] for p in order])
-                for k in range(len(pieces[order[0]]))]
+        outs = [torch.stack([self._to_device(pieces[p][k]) for p in order]) for k in range(len(pieces[order[0]]))]
         return self._batch(outs, [chunk[p] for p in order])
 
     def _batch(self, outs: list[torch.Tensor], kept: list[ClipSpec]) -> dict:
