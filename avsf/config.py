@@ -44,6 +44,7 @@ LOADERS = ("auto", "dali", "reference")
 DECODE_DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_POLICIES = ("cosine", "steps")
+VIDEO_POOLS = ("auto", "mean", "max")
 
 
 class ConfigError(ValueError):
@@ -404,12 +405,17 @@ class EvalConfig:
     temporal_views: int = 10
     spatial_views: int = 3
     split: str = "test"
+    # How a video's temporal clips are pooled into its score (spatial crops are always averaged):
+    # auto = mean of softmax (single-label, Sec. 4) / max of sigmoid (multi-label, Charades A.6);
+    # mean | max force one for both.
+    video_pool: str = "auto"
 
     def validate(self) -> None:
         c = _Check(self, "eval")
         c.types()
         c.number("temporal_views", 1)
         c.number("spatial_views", 1)
+        c.one_of("video_pool", VIDEO_POOLS)
         c.need(bool(self.split.strip()), "split", "name a split of the dataset, e.g. test")
 
 

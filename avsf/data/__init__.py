@@ -27,7 +27,25 @@ log = logging.getLogger("avsf.data")
 
 SYNTH_VERSION = 1  # bump when the generator's output changes; keys the cache folder
 
-__all__ = ["TooManyFailedClips", "DatasetInfo", "dataset_info", "build_loader", "AVLoader", "ManifestError", "synth_root", "load_rows"]
+__all__ = ["TooManyFailedClips", "DatasetInfo", "dataset_info", "build_loader", "AVLoader", "ManifestError", "synth_root",
+           "load_rows", "GeneratedSet", "GENERATED_SETS", "prepared_root"]
+
+
+@dataclass(frozen=True)
+class GeneratedSet:
+    """A built-in dataset that is generated into the cache on first use (`data.dataset = name`)."""
+
+    name: str
+    version: int  # bump when the generator's output changes: it keys the cache folder
+    generator: str  # "module:function" writing the folder: f(out, scale, seed, *, workers) -> summary dict
+
+
+# `data.dataset` names of the generated sets (docs/data.md, docs/tasks.md); anything else is a folder.
+GENERATED_SETS: dict[str, GeneratedSet] = {s.name: s for s in (
+    GeneratedSet("synth", SYNTH_VERSION, "avsf.data.synth:generate"),
+    GeneratedSet("synth-epic", 1, "avsf.data.synth_tasks:generate_epic"),
+    GeneratedSet("synth-charades", 1, "avsf.data.synth_tasks:generate_charades"),
+)}
 
 
 class TooManyFailedClips(RuntimeError):
@@ -43,6 +61,11 @@ class DatasetInfo:
     split_sizes: dict[str, int] = field(default_factory=dict)
     multi_label: bool = False
     verb_noun: bool = False
+    # verb-noun data (EPIC): the heads' sizes, from classes.json "verbs"/"nouns" or the largest index
+    num_verbs: int = 0
+    num_nouns: int = 0
+    verb_names: list[str] = field(default_factory=list)
+    noun_names: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- synth cache
@@ -52,7 +75,9 @@ def cache_dir(cfg: Config) -> Path:
 
 
 def synth_root(cfg: Config) -> Path:
-    return cache_dir(cfg) / f"synth-{cfg.data.synth_scale}-seed{cfg.data.synth_seed}-v{SYNTH_VERSION}"
+    """The cache folder of the generated set `data.dataset` names ("synth" when it names a folder)."""
+    gen = GENERATED_SETS.get(cfg.data.dataset, GENERATED_SETS["synth"])
+    return cache_dir(cfg) / f"{gen.name}-{cfg.data.synth_scale}-seed{cfg.data.synth_seed}-v{gen.version}"
 
 
 @contextmanager
@@ -69,9 +94,12 @@ def _file_lock(path: Path):
 
 
 def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
-    """The synthetic benchmark's folder, generated on first use (atomic, one process at a time)."""
-    from avsf.data import synth
+    """The generated set's folder (`synth_root`), generated on first use (atomic, one process at a time)."""
+    import importlib
 
+    gen = GENERATED_SETS.get(cfg.data.dataset, GENERATED_SETS["synth"])
+    module, func = gen.generator.split(":")
+    generate = getattr(importlib.import_module(module), func)
     root = synth_root(cfg)
     if (root / "classes.json").exists():
         return root
@@ -80,9 +108,9 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
             return root
         tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        log.info("generating the synthetic benchmark (%s, seed %d) into %s", cfg.data.synth_scale,
+        log.info("generating the synthetic set %s (%s, seed %d) into %s", gen.name, cfg.data.synth_scale,
                  cfg.data.synth_seed, root)
-        synth.generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed, workers=workers or max(1, min(2, os.cpu_count() or 1)))
+        generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed, workers=workers or max(1, min(2, os.cpu_count() or 1)))
         if root.exists():
             shutil.rmtree(root)
         os.rename(tmp, root)
@@ -90,14 +118,21 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
 
 
 def dataset_root(cfg: Config) -> Path:
-    if cfg.data.dataset == "synth":
+    if cfg.data.dataset in GENERATED_SETS:
         return ensure_synth(cfg)
-    root = Path(cfg.data.dataset).expanduser()
+    return prepared_root(cfg.data.dataset)
+
+
+def prepared_root(dataset: str) -> Path:
+    """The folder a prepared `data.dataset` names; ConfigError when it holds no manifest (checked
+    without reading any video, so a study can check its data before it starts)."""
+    root = Path(dataset).expanduser()
     if root.is_file():
         root = root.parent
     if not (root / "manifest.csv").exists() and not (root / "train.csv").exists():
-        raise ConfigError(f"data.dataset '{cfg.data.dataset}' has no manifest.csv; "
-                          "run `avsf data prepare MANIFEST --out DIR` and point data.dataset at DIR")
+        raise ConfigError(f"data.dataset: '{dataset}' is neither a generated set ({', '.join(GENERATED_SETS)}) nor "
+                          "a folder holding manifest.csv; run `avsf data prepare MANIFEST --out DIR` and point "
+                          "data.dataset at DIR")
     return root
 
 
@@ -111,7 +146,7 @@ def load_rows(root: Path, split: str) -> list[Row]:
 def dataset_info(cfg: Config) -> DatasetInfo:
     root = dataset_root(cfg)
     meta = json.loads((root / "classes.json").read_text()) if (root / "classes.json").exists() else {}
-    sizes, multi, vn, max_label = {}, False, False, -1
+    sizes, multi, vn, max_label, max_verb, max_noun = {}, False, False, -1, -1, -1
     for split in ("train", "val", "test"):
         try:
             rows = load_rows(root, split)
@@ -123,10 +158,14 @@ def dataset_info(cfg: Config) -> DatasetInfo:
             vn |= r.verb >= 0 and r.noun >= 0
             labels = r.label if isinstance(r.label, list) else [r.label]
             max_label = max([max_label, *labels])
+            max_verb, max_noun = max(max_verb, r.verb), max(max_noun, r.noun)
     names = list(meta.get("classes") or [str(i) for i in range(max_label + 1)])
     groups = {k: list(v) for k, v in (meta.get("groups") or {}).items()}
+    verbs = list(meta.get("verbs") or [str(i) for i in range(max_verb + 1)]) if vn else []
+    nouns = list(meta.get("nouns") or [str(i) for i in range(max_noun + 1)]) if vn else []
     return DatasetInfo(root=root, class_names=names, groups=groups, num_classes=len(names), split_sizes=sizes,
-                       multi_label=multi, verb_noun=vn)
+                       multi_label=multi, verb_noun=vn, num_verbs=len(verbs), num_nouns=len(nouns),
+                       verb_names=verbs, noun_names=nouns)
 
 
 # ----------------------------------------------------------------------------- loader
