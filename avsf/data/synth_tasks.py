@@ -221,8 +221,8 @@ def render_charades_video(seed: int, split: str, index: int, scale: TaskScale):
     quadrants = rng.permutation(4)[:3]
     seen = [s for s in spans if ACTIONS[s.action][1] == "visual"]
     t_frames = np.arange(n) / FPS
-    r = min(h, w) * rng.uniform(0.08, 0.1)
-    reach = min(h, w) / 4 - 1.2 * r
+    r = min(h, w) * rng.uniform(0.07, 0.09)
+    reach = min(h, w) / 4 - 0.8 * r  # a moving object may brush its neighbour's quadrant
     objects = []
     for k, q in enumerate(quadrants):
         cy0, cx0 = (q // 2 + 0.5) * h / 2, (q % 2 + 0.5) * w / 2

@@ -91,7 +91,7 @@ def metric_figure(data: ReportData, out_dir: Path) -> Figure | None:
             for i, (r, v) in enumerate(paper):
                 ax2.plot(i, v, "o", color=colours[r.name], markersize=6)
             ax2.set_xticks(range(len(paper)), [r.label for r, _ in paper])
-            ax2.set_title("paper (Kinetics-400, one run)")
+            ax2.set_title(f"paper ({data.paper_data}, one run)")
             spans.append((min(v for _, v in paper), max(v for _, v in paper)))
         _same_scale(axes[0], spans)
         for a in axes[0]:
@@ -271,7 +271,7 @@ def per_class_figure(data: ReportData, out_dir: Path) -> tuple[Figure | None, di
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(recs)), [f"{r['class']} (n={r['n']})" if r["n"] else r["class"] for r in recs],
                       rotation=90, fontsize=6 if len(recs) > 30 else 7)
-        ax.set_ylabel("per-class top-1 gain (points)")
+        ax.set_ylabel(f"per-class {data.per_class_metric().replace(' accuracy', '')} gain (points)")
         ax.set_title(f"{plain(data.named(best))} minus {plain(data.named(base))}, per class (Fig. A.1 style)")
         ax.legend(title="class group", loc="upper right", fontsize=7)
         paths = style.save_figure(fig, out_dir, "per_class_gain")
@@ -281,9 +281,11 @@ def per_class_figure(data: ReportData, out_dir: Path) -> tuple[Figure | None, di
 
 def _gain_caption(data: ReportData, best: Row, why: str, recs: list[dict]) -> str:
     has_ci = not math.isnan(recs[0]["low"])
-    return (f"Per-class test top-1 of {data.named(best)} (the best audiovisual variant) minus {why}, sorted; "
+    return (f"Per-class test {data.per_class_metric()} of {data.named(best)} (the best audiovisual variant) minus "
+            f"{why}, sorted; "
             + ("bars are 95 % paired bootstrap intervals over seeds and the class's test clips (n per class in "
-               "the labels)" if has_ci else "means over seeds (no predictions.json: no intervals)")
+               "the labels)" if has_ci else "means over seeds (no per-class intervals: they need single-label "
+               "predictions.json)")
             + "; colours are class groups.")
 
 
