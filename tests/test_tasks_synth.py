@@ -205,3 +205,12 @@ def test_dataset_name_generates_the_set_on_first_use(tmp_path):
 def test_unknown_scale_is_named():
     with pytest.raises(ValueError, match="data.synth_scale: 'huge' is not allowed for synth-epic; choose one of: tiny, small"):
         T.generate_epic("/nonexistent", "huge")
+
+
+def test_cli_writes_a_task_set_where_asked(epic_dir, tmp_path, capsys):
+    from avsf.cli import main
+
+    assert main(["data", "synth", "--dataset", "synth-epic", "--scale", "tiny", "--out", str(tmp_path), "--workers", "1",
+                 "--no-progress"]) == 0
+    assert "wrote 72 clips" in capsys.readouterr().out
+    assert (tmp_path / "manifest.csv").read_text() == (epic_dir / "manifest.csv").read_text()

@@ -37,7 +37,14 @@ class GeneratedSet:
 
     name: str
     version: int  # bump when the generator's output changes: it keys the cache folder
-    generator: str  # "module:function" writing the folder: f(out, scale, seed, *, workers) -> summary dict
+    generator: str  # "module:function" writing the folder: f(out, scale, seed, *, workers, progress) -> summary dict
+
+    def generate(self, out: str | Path, scale: str, seed: int, *, workers: int = 2, progress: bool = False) -> dict:
+        """Write the set into `out` (imported here: the generators load numpy and PyAV)."""
+        import importlib
+
+        module, func = self.generator.split(":")
+        return getattr(importlib.import_module(module), func)(out, scale, seed, workers=workers, progress=progress)
 
 
 # `data.dataset` names of the generated sets (docs/data.md, docs/tasks.md); anything else is a folder.
@@ -95,11 +102,7 @@ def _file_lock(path: Path):
 
 def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
     """The generated set's folder (`synth_root`), generated on first use (atomic, one process at a time)."""
-    import importlib
-
     gen = GENERATED_SETS.get(cfg.data.dataset, GENERATED_SETS["synth"])
-    module, func = gen.generator.split(":")
-    generate = getattr(importlib.import_module(module), func)
     root = synth_root(cfg)
     if (root / "classes.json").exists():
         return root
@@ -110,7 +113,7 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("generating the synthetic set %s (%s, seed %d) into %s", gen.name, cfg.data.synth_scale,
                  cfg.data.synth_seed, root)
-        generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed, workers=workers or max(1, min(2, os.cpu_count() or 1)))
+        gen.generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed, workers=workers or max(1, min(2, os.cpu_count() or 1)))
         if root.exists():
             shutil.rmtree(root)
         os.rename(tmp, root)
