@@ -114,3 +114,20 @@ def test_map_per_class_group_by_hand():
     assert m["mAP_visual"] == pytest.approx(ap0)  # class 2 has no positive: left out, as in the mAP
     assert m["mAP_audio"] == pytest.approx(1.0)
     assert I.group_map([float("nan")], {"g": [0]}) == {}
+
+
+def test_clips_cut_from_one_video_pool_into_it():
+    # rows 0 and 2 are spans of video "a" (2 temporal views each), row 1 is video "b"; multi-label
+    index = torch.tensor([0, 0, 1, 1, 2, 2])
+    view = torch.tensor([0, 1, 0, 1, 0, 1])
+    probs = torch.tensor([[0.2, 0.1], [0.6, 0.1], [0.3, 0.3], [0.1, 0.9], [0.1, 0.8], [0.4, 0.2]])
+    label = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
+    pred = {"index": index, "view": view, "logits": LOGIT(probs), "label": label}
+    pooled = I.views_of_videos(pred, ["a", "b", "a"])
+    v = I.aggregate(pooled, multi_label=True)
+    assert v["index"].tolist() == [0, 1]  # video "a" under its first row
+    assert torch.allclose(v["scores"], torch.tensor([[0.6, 0.8], [0.3, 0.9]]))  # max over all 4 clips of "a"
+    assert v["label"].tolist() == [[1.0, 1.0], [0.0, 1.0]]  # the union of its spans' labels
+    m = I.aggregate(I.views_of_videos(pred, ["a", "b", "a"]), multi_label=True, video_pool="mean")
+    assert torch.allclose(m["scores"][0], torch.tensor([0.325, 0.3]))
+    assert I.views_of_videos(pred, ["a", "b", "c"]) is pred and I.views_of_videos(pred, []) is pred

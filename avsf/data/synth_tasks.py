@@ -178,7 +178,7 @@ def generate_epic(out: str | Path, scale: str = "small", seed: int = 0, *, worke
     jobs = [(str(out), seed, v, n, s, i, sc) for s in SPLITS for v in range(len(VERBS)) for n in range(len(NOUNS))
             for i in range(sc.counts[s])]
     meta = {"classes": list(VERBS), "verbs": list(VERBS), "nouns": [n for n, _ in NOUNS], "groups": noun_groups(),
-            "task": "verb-noun"}
+            "num_verbs": len(VERBS), "num_nouns": len(NOUNS), "task": "verb-noun"}
     return _write_set(Path(out), jobs, _epic_job, meta, sc, scale, seed, workers, progress)
 
 

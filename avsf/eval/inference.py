@@ -77,6 +77,37 @@ def _first_rows(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return uniq, first
 
 
+def views_of_videos(pred: dict, videos: list[str], *, spatial_views: int = 1) -> dict:
+    """Multi-label clips cut from one video (Charades' annotated spans: rows sharing the manifest's
+    `video` id) become temporal views of that video, so `aggregate` pools them with the video's own
+    clips (`eval.video_pool`: max, A.6). A video is reported under its first manifest row, its label
+    is the union of its clips' labels. Rows without an id (or all ids distinct) are left as they are."""
+    index = pred["index"]
+    rows = sorted(set(index.tolist()))
+    vid = {r: (videos[r] if r < len(videos) else "") or f"row{r}" for r in rows}
+    if len(set(vid.values())) == len(rows):
+        return pred
+    first: dict[str, int] = {}  # video -> its first row
+    clips: dict[str, int] = {}  # video -> clips seen so far
+    clip_of: dict[int, int] = {}  # row -> its rank among the clips of its video
+    for r in rows:
+        first.setdefault(vid[r], r)
+        clip_of[r] = clips.get(vid[r], 0)
+        clips[vid[r]] = clip_of[r] + 1
+    video_row = torch.tensor([first[vid[int(i)]] for i in index], dtype=torch.int64)
+    clip = torch.tensor([clip_of[int(i)] for i in index], dtype=torch.int64)
+    # clip k of a video: its views become the video's temporal views k * T .. k * T + T - 1
+    s = max(spatial_views, 1)
+    view = pred.get("view", torch.zeros_like(index))
+    n_t = int((view // s).max()) + 1 if len(view) else 1
+    out = dict(pred, index=video_row, view=(clip * n_t + view // s) * s + view % s)
+    label = pred["label"].float()
+    union = torch.zeros(int(video_row.max()) + 1, label.shape[1]).scatter_reduce_(
+        0, video_row[:, None].expand(-1, label.shape[1]), label, "amax")
+    out["label"] = union[video_row]
+    return out
+
+
 def aggregate(pred: dict, *, spatial_views: int = 1, multi_label: bool = False,
               video_pool: str = "auto") -> dict[str, torch.Tensor]:
     """Video-level scores and labels from per-view predictions (`metrics.aggregate_views`, its
@@ -197,6 +228,9 @@ def evaluate_split(model, loader, dist_info, *, dataset, split: str, precision: 
                    progress=progress and dist_info.main, desc=desc or split)
     failed = int(D.all_reduce_sum([float(getattr(loader, "failed", 0))], dist_info)[0])
     pred = merge_predictions(D.gather_objects(pred, dist_info))
+    if getattr(dataset, "multi_label", False) and "label" in pred:
+        pred = views_of_videos(pred, [getattr(r, "video", "") for r in getattr(loader, "rows", [])],
+                               spatial_views=spatial_views)
     videos = aggregate(pred, spatial_views=spatial_views, multi_label=bool(getattr(dataset, "multi_label", False)),
                        video_pool=video_pool)
     names = getattr(dataset, "class_names", None)
