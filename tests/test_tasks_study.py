@@ -95,4 +95,4 @@ def test_charades_tiny_study_end_to_end(tmp_path, monkeypatch):
     assert "paper (Charades)" in tex
     claims = md.split("## The paper's claims, tested")[1].split("##")[0]
     assert "mAP, heard classes" in claims and "not measured" not in claims
-    assert "Per-class test average precision" in md
+    assert "Per-class test AP of" in md

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avsf.config import build_config
-from avsf.data import GENERATED_SETS, dataset_info, synth_root
+from avsf.data import BUILTIN_SETS, dataset_info, synth_root
 from avsf.data import synth_tasks as T
 from avsf.data.manifest import read_charades_csv, read_manifest
 
@@ -191,7 +191,7 @@ def test_generated_sets_have_their_own_versioned_cache_folders(tmp_path):
         return synth_root(build_config(scale="tiny", overrides={"data.dataset": name, "data.cache_dir": str(tmp_path)}))
 
     assert root("synth").name == "synth-tiny-seed0-v1"  # unchanged for the existing benchmark
-    assert root("synth-epic").name == f"synth-epic-tiny-seed0-v{GENERATED_SETS['synth-epic'].version}"
+    assert root("synth-epic").name == f"synth-epic-tiny-seed0-v{BUILTIN_SETS['synth-epic'].version}"
     assert root("synth-charades").name.startswith("synth-charades-tiny-seed0-v")
 
 

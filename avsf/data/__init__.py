@@ -16,6 +16,7 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -28,31 +29,7 @@ log = logging.getLogger("avsf.data")
 SYNTH_VERSION = 1  # bump when the generator's output changes; keys the cache folder
 
 __all__ = ["TooManyFailedClips", "DatasetInfo", "dataset_info", "build_loader", "AVLoader", "ManifestError", "synth_root",
-           "load_rows", "GeneratedSet", "GENERATED_SETS", "prepared_root"]
-
-
-@dataclass(frozen=True)
-class GeneratedSet:
-    """A built-in dataset that is generated into the cache on first use (`data.dataset = name`)."""
-
-    name: str
-    version: int  # bump when the generator's output changes: it keys the cache folder
-    generator: str  # "module:function" writing the folder: f(out, scale, seed, *, workers, progress) -> summary dict
-
-    def generate(self, out: str | Path, scale: str, seed: int, *, workers: int = 2, progress: bool = False) -> dict:
-        """Write the set into `out` (imported here: the generators load numpy and PyAV)."""
-        import importlib
-
-        module, func = self.generator.split(":")
-        return getattr(importlib.import_module(module), func)(out, scale, seed, workers=workers, progress=progress)
-
-
-# `data.dataset` names of the generated sets (docs/data.md, docs/tasks.md); anything else is a folder.
-GENERATED_SETS: dict[str, GeneratedSet] = {s.name: s for s in (
-    GeneratedSet("synth", SYNTH_VERSION, "avsf.data.synth:generate"),
-    GeneratedSet("synth-epic", 1, "avsf.data.synth_tasks:generate_epic"),
-    GeneratedSet("synth-charades", 1, "avsf.data.synth_tasks:generate_charades"),
-)}
+           "load_rows", "BuiltinSet", "BUILTIN_SETS", "prepared_root"]
 
 
 class TooManyFailedClips(RuntimeError):
@@ -73,6 +50,11 @@ class DatasetInfo:
     num_nouns: int = 0
     verb_names: list[str] = field(default_factory=list)
     noun_names: list[str] = field(default_factory=list)
+    # "classification", or "detection" (classes.json `task`: per-box labels, docs/detection.md)
+    task: str = "classification"
+    # Per-clip inputs beyond the label (detection: the keyframe's boxes), added to every batch by
+    # the loaders: an object with `fields(rows, specs, mode, epoch) -> dict[str, Tensor]`.
+    annotations: Any = None
 
 
 # ----------------------------------------------------------------------------- synth cache
@@ -81,10 +63,35 @@ def cache_dir(cfg: Config) -> Path:
     return Path(base).expanduser()
 
 
+@dataclass(frozen=True)
+class BuiltinSet:
+    """A generated data set that `data.dataset = <name>` selects: `generator` ("module:function",
+    imported on first use) writes it with (out, scale, seed, workers=...); `version` keys the cache
+    folder (bump it when the output changes)."""
+
+    generator: str
+    version: int
+
+    def generate(self, out: str | Path, scale: str, seed: int, *, workers: int = 2, progress: bool = False) -> dict:
+        """Write the set into `out` (imported here: the generators load numpy and PyAV)."""
+        import importlib
+
+        module, function = self.generator.split(":")
+        return getattr(importlib.import_module(module), function)(out, scale, seed, workers=workers, progress=progress)
+
+
+BUILTIN_SETS: dict[str, BuiltinSet] = {
+    "synth": BuiltinSet("avsf.data.synth:generate", SYNTH_VERSION),
+    "synth-detection": BuiltinSet("avsf.data.synth_detection:generate", 1),  # docs/detection.md
+    "synth-epic": BuiltinSet("avsf.data.synth_tasks:generate_epic", 1),  # docs/tasks.md
+    "synth-charades": BuiltinSet("avsf.data.synth_tasks:generate_charades", 1),
+}
+
+
 def synth_root(cfg: Config) -> Path:
-    """The cache folder of the generated set `data.dataset` names ("synth" when it names a folder)."""
-    gen = GENERATED_SETS.get(cfg.data.dataset, GENERATED_SETS["synth"])
-    return cache_dir(cfg) / f"{gen.name}-{cfg.data.synth_scale}-seed{cfg.data.synth_seed}-v{gen.version}"
+    name = cfg.data.dataset if cfg.data.dataset in BUILTIN_SETS else "synth"
+    version = BUILTIN_SETS[name].version
+    return cache_dir(cfg) / f"{name}-{cfg.data.synth_scale}-seed{cfg.data.synth_seed}-v{version}"
 
 
 @contextmanager
@@ -101,8 +108,9 @@ def _file_lock(path: Path):
 
 
 def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
-    """The generated set's folder (`synth_root`), generated on first use (atomic, one process at a time)."""
-    gen = GENERATED_SETS.get(cfg.data.dataset, GENERATED_SETS["synth"])
+    """The synthetic benchmark's folder (or another built-in set's), generated on first use
+    (atomic, one process at a time)."""
+    name = cfg.data.dataset if cfg.data.dataset in BUILTIN_SETS else "synth"
     root = synth_root(cfg)
     if (root / "classes.json").exists():
         return root
@@ -111,9 +119,10 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
             return root
         tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        log.info("generating the synthetic set %s (%s, seed %d) into %s", gen.name, cfg.data.synth_scale,
+        log.info("generating the built-in set %s (%s, seed %d) into %s", name, cfg.data.synth_scale,
                  cfg.data.synth_seed, root)
-        gen.generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed, workers=workers or max(1, min(2, os.cpu_count() or 1)))
+        BUILTIN_SETS[name].generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed,
+                                    workers=workers or max(1, min(2, os.cpu_count() or 1)))
         if root.exists():
             shutil.rmtree(root)
         os.rename(tmp, root)
@@ -121,7 +130,7 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
 
 
 def dataset_root(cfg: Config) -> Path:
-    if cfg.data.dataset in GENERATED_SETS:
+    if cfg.data.dataset in BUILTIN_SETS:
         return ensure_synth(cfg)
     return prepared_root(cfg.data.dataset)
 
@@ -133,7 +142,7 @@ def prepared_root(dataset: str) -> Path:
     if root.is_file():
         root = root.parent
     if not (root / "manifest.csv").exists() and not (root / "train.csv").exists():
-        raise ConfigError(f"data.dataset: '{dataset}' is neither a generated set ({', '.join(GENERATED_SETS)}) nor "
+        raise ConfigError(f"data.dataset: '{dataset}' is neither a built-in set ({', '.join(BUILTIN_SETS)}) nor "
                           "a folder holding manifest.csv; run `avsf data prepare MANIFEST --out DIR` and point "
                           "data.dataset at DIR")
     return root
@@ -163,12 +172,24 @@ def dataset_info(cfg: Config) -> DatasetInfo:
             max_label = max([max_label, *labels])
             max_verb, max_noun = max(max_verb, r.verb), max(max_noun, r.noun)
     names = list(meta.get("classes") or [str(i) for i in range(max_label + 1)])
-    groups = {k: list(v) for k, v in (meta.get("groups") or {}).items()}
     verbs = list(meta.get("verbs") or [str(i) for i in range(max_verb + 1)]) if vn else []
     nouns = list(meta.get("nouns") or [str(i) for i in range(max_noun + 1)]) if vn else []
+    groups = {k: list(v) for k, v in (meta.get("groups") or {}).items()}
+    task = str(meta.get("task") or "classification")
+    annotations = None
+    if task in ANNOTATIONS:  # e.g. detection's boxes.csv, read once per description
+        import importlib
+
+        module, function = ANNOTATIONS[task].split(":")
+        annotations = getattr(importlib.import_module(module), function)(root, cfg)
     return DatasetInfo(root=root, class_names=names, groups=groups, num_classes=len(names), split_sizes=sizes,
-                       multi_label=multi, verb_noun=vn, num_verbs=len(verbs), num_nouns=len(nouns),
-                       verb_names=verbs, noun_names=nouns)
+                       multi_label=multi, verb_noun=vn, task=task, annotations=annotations, num_verbs=len(verbs),
+                       num_nouns=len(nouns), verb_names=verbs, noun_names=nouns)
+
+
+ANNOTATIONS: dict[str, str] = {"detection": "avsf.data.detection:load_annotations"}
+"""Task (classes.json `task`) -> "module:function" that reads the data set's per-clip
+annotations beyond the label, (root, cfg) -> an object with `fields` (see DatasetInfo)."""
 
 
 # ----------------------------------------------------------------------------- loader
@@ -288,6 +309,8 @@ class AVLoader:
         batch["index"] = torch.tensor([s.row for s in kept], dtype=torch.int64)
         if self.mode == "test":
             batch["view"] = torch.tensor([s.view for s in kept], dtype=torch.int64)
+        if self.info.annotations is not None:
+            batch.update(self.info.annotations.fields([self.rows[s.row] for s in kept], kept, self.mode, self.epoch))
         return batch
 
     def _iter_dali(self, specs: list[ClipSpec], total: int):
@@ -327,6 +350,7 @@ class AVLoader:
         from avsf.data.reference import ClipDataset, collate
 
         ds = ClipDataset(self.rows, specs, self.g, self.cfg, mode=self.mode, with_shifted_audio=self.with_shifted_audio)
+        planned = {(s.row, s.view): s for s in specs}  # the specs of the clips that decoded (crop, flip: boxes)
         batches = self._batches(list(range(len(specs))))
         workers = self.cfg.data.num_threads if self.cfg.data.num_threads > 1 else 0
         dl = torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
@@ -338,8 +362,7 @@ class AVLoader:
             if "fast" not in batch:
                 continue
             rows, views = batch.pop("_row").tolist(), batch.pop("_view").tolist()
-            kept = [ClipSpec(r, v, (), (0, 0), (0, 0, 0), False, 0) for r, v in zip(rows, views)]
-            yield self._finish(batch, kept)
+            yield self._finish(batch, [planned[(r, v)] for r, v in zip(rows, views)])
 
 
 def _one_thread(_):

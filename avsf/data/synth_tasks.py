@@ -178,7 +178,7 @@ def generate_epic(out: str | Path, scale: str = "small", seed: int = 0, *, worke
     jobs = [(str(out), seed, v, n, s, i, sc) for s in SPLITS for v in range(len(VERBS)) for n in range(len(NOUNS))
             for i in range(sc.counts[s])]
     meta = {"classes": list(VERBS), "verbs": list(VERBS), "nouns": [n for n, _ in NOUNS], "groups": noun_groups(),
-            "num_verbs": len(VERBS), "num_nouns": len(NOUNS), "task": "verb-noun"}
+            "num_verbs": len(VERBS), "num_nouns": len(NOUNS)}
     return _write_set(Path(out), jobs, _epic_job, meta, sc, scale, seed, workers, progress)
 
 
@@ -274,7 +274,7 @@ def generate_charades(out: str | Path, scale: str = "small", seed: int = 0, *, w
     """Write synth-charades into `out` (created); returns a summary dict."""
     sc = _scale(CHARADES_SCALES, scale, "synth-charades")
     jobs = [(str(out), seed, s, i, sc) for s in SPLITS for i in range(sc.counts[s])]
-    meta = {"classes": [a for a, _ in ACTIONS], "groups": action_groups(), "task": "multi-label",
+    meta = {"classes": [a for a, _ in ACTIONS], "groups": action_groups(),
             "codes": [f"c{i:03d}" for i in range(len(ACTIONS))]}
     return _write_set(Path(out), jobs, _charades_job, meta, sc, scale, seed, workers, progress)
 

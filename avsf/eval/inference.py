@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,9 +41,18 @@ _KEEP_IN = ("index", "view", "label", "verb", "noun")
 _KEEP_OUT = ("logits", "verb_logits", "noun_logits")
 
 
+def collect_clips(batch: dict, out: dict) -> dict[str, torch.Tensor]:
+    """A classification batch's rows to keep: index, view, labels (from the batch) and logits."""
+    kept = {k: batch[k].detach().cpu() for k in _KEEP_IN if k in batch}
+    kept.update({k: out[k].detach().float().cpu() for k in _KEEP_OUT if k in out})
+    return kept
+
+
 @torch.no_grad()
-def predict(model, loader, *, device, precision="fp32", channels_last=False, progress=False, desc="eval") -> dict:
-    """Raw logits and labels of every clip the loader yields, on the CPU, concatenated."""
+def predict(model, loader, *, device, precision="fp32", channels_last=False, progress=False, desc="eval",
+            collect: Callable[[dict, dict], dict[str, torch.Tensor]] = collect_clips) -> dict:
+    """What `collect(batch, outputs)` keeps of every batch the loader yields (default: each clip's
+    raw logits and labels), on the CPU, concatenated per key."""
     from tqdm import tqdm
 
     model.eval()
@@ -54,12 +64,8 @@ def predict(model, loader, *, device, precision="fp32", channels_last=False, pro
         x = to_device(batch, device, channels_last)
         with autocast_context(device, precision):
             out = model(x)
-        for k in _KEEP_IN:
-            if k in batch:
-                parts.setdefault(k, []).append(batch[k].detach().cpu())
-        for k in _KEEP_OUT:
-            if k in out:
-                parts.setdefault(k, []).append(out[k].detach().float().cpu())
+        for k, v in collect(batch, out).items():
+            parts.setdefault(k, []).append(v)
         bar.update(1)
     bar.close()
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -216,6 +222,46 @@ class SplitScores:
     failed: int  # clips the loader could not decode (all processes)
 
 
+def score_clips(pred: dict, *, dataset: Any, split: str, spatial_views: int = 1, video_pool: str = "auto",
+                videos: list[str] | None = None) -> tuple:
+    """Classification: (metrics, per-class table, predictions.json record) from per-view logits.
+    `video_pool` pools a video's temporal clips (eval.video_pool); `videos` (the rows' `video` ids)
+    pool multi-label clips cut from one video into it (`views_of_videos`). Verb-noun data: the
+    per-class table and the record name the nouns (`dataset.noun_names`)."""
+    multi = bool(getattr(dataset, "multi_label", False))
+    if multi and videos and "label" in pred:
+        pred = views_of_videos(pred, videos, spatial_views=spatial_views)
+    scored = aggregate(pred, spatial_views=spatial_views, multi_label=multi, video_pool=video_pool)
+    names = getattr(dataset, "class_names", None)
+    if "verb_scores" in scored:
+        names = getattr(dataset, "noun_names", None) or None
+    metrics, per_class = score_videos(scored, groups=getattr(dataset, "groups", None), class_names=names,
+                                      verb_names=getattr(dataset, "verb_names", None))
+    return metrics, per_class, predictions_record(scored, split=split, class_names=names)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a task's test predictions are kept per batch and scored per split: `collect(batch,
+    outputs)` -> tensors to concatenate; `score(pred, dataset=, split=, spatial_views=, video_pool=,
+    videos=)` -> (metrics, per-class table, predictions.json record); `video_pool` is eval.video_pool,
+    `videos` the split's manifest `video` ids (row order; "" where a row has none)."""
+
+    collect: Callable[[dict, dict], dict[str, torch.Tensor]]
+    score: Callable[..., tuple[dict[str, float], dict[str, Any], dict[str, Any]]]
+
+
+SCORINGS: dict[str, Scoring] = {"classification": Scoring(collect_clips, score_clips)}
+"""Task (the dataset description's `task`) -> its scoring; detection registers below."""
+
+
+def scoring_for(dataset: Any) -> Scoring:
+    task = getattr(dataset, "task", "classification")
+    if task not in SCORINGS:
+        raise KeyError(f"no scoring registered for the dataset's task '{task}' (registered: {', '.join(SCORINGS)})")
+    return SCORINGS[task]
+
+
 def evaluate_split(model, loader, dist_info, *, dataset, split: str, precision: str = "fp32",
                    channels_last: bool = False, spatial_views: int = 1, video_pool: str = "auto",
                    progress: bool = False, desc: str | None = None) -> SplitScores:
@@ -224,18 +270,21 @@ def evaluate_split(model, loader, dist_info, *, dataset, split: str, precision: 
     verb-noun data: `noun_names`, `verb_names`)."""
     from avsf import distributed as D
 
+    scoring = scoring_for(dataset)
     pred = predict(model, loader, device=dist_info.device, precision=precision, channels_last=channels_last,
-                   progress=progress and dist_info.main, desc=desc or split)
+                   progress=progress and dist_info.main, desc=desc or split, collect=scoring.collect)
     failed = int(D.all_reduce_sum([float(getattr(loader, "failed", 0))], dist_info)[0])
     pred = merge_predictions(D.gather_objects(pred, dist_info))
-    if getattr(dataset, "multi_label", False) and "label" in pred:
-        pred = views_of_videos(pred, [getattr(r, "video", "") for r in getattr(loader, "rows", [])],
-                               spatial_views=spatial_views)
-    videos = aggregate(pred, spatial_views=spatial_views, multi_label=bool(getattr(dataset, "multi_label", False)),
-                       video_pool=video_pool)
-    names = getattr(dataset, "class_names", None)
-    if "verb_scores" in videos:
-        names = getattr(dataset, "noun_names", None) or None
-    metrics, per_class = score_videos(videos, groups=getattr(dataset, "groups", None), class_names=names,
-                                      verb_names=getattr(dataset, "verb_names", None))
-    return SplitScores(metrics, per_class, predictions_record(videos, split=split, class_names=names), failed)
+    metrics, per_class, record = scoring.score(pred, dataset=dataset, split=split, spatial_views=spatial_views,
+                                               video_pool=video_pool,
+                                               videos=[getattr(r, "video", "") for r in getattr(loader, "rows", [])])
+    return SplitScores(metrics, per_class, record, failed)
+
+
+def _register_detection() -> None:
+    from avsf.eval import detection
+
+    SCORINGS["detection"] = Scoring(detection.collect, detection.score)
+
+
+_register_detection()

@@ -67,7 +67,8 @@ EPIC = {"model.head": "verb-noun", "model.num_verbs": 125, "model.num_nouns": 35
 KS = {"model.num_classes": 32}
 # AVA detection (Table 7, Sec. 5, A.7): res5 dilated, RoI head, 80 classes (60 evaluated);
 # R101 rows with non-local blocks ("For R101, both use NL blocks"). mAP: AVA v2.1.
-DETECTION = {"model.head": "detection", "model.num_classes": 80}
+# One test view: the clip is centred on each keyframe (Config.validate asks for it with detection).
+DETECTION = {"model.head": "detection", "model.num_classes": 80, "eval.temporal_views": 1}
 R101_NL_8x8 = {**R101_8x8, "model.nonlocal_stages": ["res4"]}
 # Self-supervised rows (Table A.1): the rotation head (ROT) on top, UCF101's 101 classes in the
 # linear probe's fc; T x tau = 16x4 samples 64 frames at stride 1 (Fast alpha 4), 128 log-mel.

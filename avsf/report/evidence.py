@@ -74,6 +74,14 @@ class Evidence:
     def _stat(self, names: list[str], key: str, seeds: list[int], masks: np.ndarray | None = None):
         """(statistic over variants `names`, replicates) for one key on common seeds."""
         runs = [[self.preds[(n, s)] for s in seeds] for n in names]
+        if self.kind == "detection":  # frame mAP over keyframe draws; `masks` are class sets here
+            from avsf.eval.detection import detection_statistic
+
+            try:
+                return detection_statistic([[p.extra["record"] for p in r] for r in runs], runs[0][0].index, key,
+                                           self.groups, masks), MAP_BOOT
+            except KeyError as e:
+                raise ReportError(e.args[0]) from None
         if key == "mAP" or (key.startswith("mAP_") and key[4:] in self.groups):
             # mAP_<group>: the mean AP of the group's classes (multi-label: seen / heard activities)
             cols = np.asarray(self.groups[key[4:]] if key != "mAP" else range(runs[0][0].label.shape[1]), dtype=int)
@@ -162,6 +170,8 @@ def stats_keys(metric: str, keys: list[str], kind: str, groups: dict[str, Any]) 
             out.append(k)
         elif kind == "multi" and k.startswith("mAP_") and k[4:] in groups:
             out.append(k)
+    if kind == "detection":
+        return [metric] + [k for k in keys if k.startswith("mAP_") and k[4:] in groups and k != metric]
     if kind == "multi" and metric != "mAP":
         out = [k for k in out if k in ("top1", "top5") or k.startswith("mAP_")] + (["mAP"] if "mAP" in keys else [])
     if kind != "multi" and metric == "mAP":

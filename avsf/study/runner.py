@@ -77,10 +77,10 @@ def check_prepared_data(spec: StudySpec, plan: list[PlannedRun]) -> None:
     written: a missing dataset is one error naming it and the study's `data_prepare` command,
     not a failed run per variant. Generated sets (`data.dataset = "synth"`, ...) need nothing."""
     from avsf.config import ConfigError
-    from avsf.data import GENERATED_SETS, prepared_root
+    from avsf.data import BUILTIN_SETS, prepared_root
 
     for dataset in dict.fromkeys(p.cfg.data.dataset for p in plan):
-        if dataset in GENERATED_SETS:
+        if dataset in BUILTIN_SETS:
             continue
         try:
             prepared_root(dataset)

@@ -74,9 +74,11 @@ RESULT_METRICS = (
     "top5_noun",
     "top1_noun_visual",
     "top1_noun_audio",
-    # multi-label data: mAP over a class group (synth-charades)
+    # mAP over a class group: multi-label classification (synth-charades) and detection
+    # (avsf.eval.detection's frame mAP)
     "mAP_visual",
     "mAP_audio",
+    "mAP_sync",
 )
 """Numbers in result.json a study may rank variants by (`metric`)."""
 
