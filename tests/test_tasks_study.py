@@ -50,7 +50,7 @@ def test_a_study_on_unprepared_data_stops_before_anything_naming_what_to_prepare
     spec = load_study(STUDIES / "kinetics_sounds.toml")
     calls = []
     with pytest.raises(StudyError, match=r"kinetics_sounds.toml: data.dataset: 'data/kinetics-sounds' is neither a "
-                                         r"generated set .* prepare it first: avsf data prepare .*--kinetics-sounds"):
+                                         r"built-in set .* prepare it first: avsf data prepare .*--kinetics-sounds"):
         run_study(spec, tmp_path / "runs" / "ks", train_fn=lambda *a, **k: calls.append(a), log=lambda m: None)
     assert calls == [] and not (tmp_path / "runs").exists()
 
@@ -94,5 +94,5 @@ def test_charades_tiny_study_end_to_end(tmp_path, monkeypatch):
     assert "GFLOPs $\\times$ views" in tex and "278 $\\times$ 30" in tex and "$\\times$ 3 &" in tex
     assert "paper (Charades)" in tex
     claims = md.split("## The paper's claims, tested")[1].split("##")[0]
-    assert "mAP, heard classes" in claims and "not measured" not in claims
+    assert "mAP audio" in claims and "not measured" not in claims
     assert "Per-class test AP of" in md

@@ -56,8 +56,6 @@ NAMES = {
     "top5_noun": "noun top-5",
     "top1_noun_visual": "noun top-1, seen nouns",
     "top1_noun_audio": "noun top-1, heard nouns",
-    "mAP_visual": "mAP, seen classes",
-    "mAP_audio": "mAP, heard classes",
     "gflops": "GFLOPs",
     "params_m": "params (M)",
     "epochs": "epochs",
