@@ -12,7 +12,7 @@ import pytest
 from avsf.config import build_config
 from avsf.data import BUILTIN_SETS, dataset_info, synth_root
 from avsf.data import synth_tasks as T
-from avsf.data.manifest import read_charades_csv, read_manifest
+from avsf.data.manifest import read_manifest
 
 EPIC_TINY, CH_TINY = T.EPIC_SCALES["tiny"], T.CHARADES_SCALES["tiny"]
 
@@ -160,26 +160,33 @@ def test_a_seen_action_moves_only_during_its_span():
     assert change[(t > span.start + 0.3) & (t < span.end - 0.3)].max() > 20
 
 
-def test_charades_files_cuts_and_video_labels(charades_dir):
-    info = json.loads((charades_dir / "classes.json").read_text())
-    assert info["groups"] == {"visual": [0, 1, 2, 3], "audio": [4, 5, 6]}
-    spans = {s: {r.path.name: r for r in read_charades_csv(charades_dir / f"spans_{s}.csv", charades_dir, ext="")}
-             for s in T.SPLITS}
-    assert len(spans["train"]) == CH_TINY.counts["train"]
+def _spans_csv(path: Path) -> dict[str, list[tuple[int, float, float]]]:
+    """spans_<split>.csv in Charades' layout: video id -> [(class, start, end)] from "c004 1.81 3.88;..."."""
     import csv
 
+    with open(path, newline="") as f:
+        return {r["id"]: [(int(c[1:]), float(a), float(b)) for c, a, b in (x.split() for x in r["actions"].split(";"))]
+                for r in csv.DictReader(f)}
+
+
+def test_charades_files_cuts_and_video_labels(charades_dir):
+    import csv
+
+    info = json.loads((charades_dir / "classes.json").read_text())
+    assert info["groups"] == {"visual": [0, 1, 2, 3], "audio": [4, 5, 6]}
+    spans = {s: _spans_csv(charades_dir / f"spans_{s}.csv") for s in T.SPLITS}
+    assert len(spans["train"]) == CH_TINY.counts["train"]
     with open(charades_dir / "train.csv", newline="") as f:
         train = list(csv.DictReader(f))
-    assert len(train) == sum(len(v.extra["spans"]) for v in spans["train"].values())  # one cut per span
+    assert len(train) == sum(len(v) for v in spans["train"].values())  # one cut per span
     for row in train:
-        src = spans["train"][row["video"]].extra["spans"]
         t0, t1 = float(row["start"]), float(row["end"])
-        cut = [c for c, a, b in src if abs(a - t0) < 1 / T.FPS and abs(b - t1) < 1 / T.FPS]
-        assert cut and int(cut[0][1:]) in [int(x) for x in row["label"].split(";") if x]  # cut at its span
+        cut = [c for c, a, b in spans["train"][row["video"]] if abs(a - t0) < 1 / T.FPS and abs(b - t1) < 1 / T.FPS]
+        assert cut and cut[0] in [int(x) for x in row["label"].split(";") if x]  # cut at its span, labelled with it
     test = read_manifest(charades_dir / "test.csv")
     assert len(test) == CH_TINY.counts["test"] and all(abs(r.duration - CH_TINY.duration_s) < 1e-6 for r in test)
     for r, src in zip(test, spans["test"].values()):
-        assert r.label == sorted(int(c[1:]) for c in src.label)  # the video's label: every action in it
+        assert r.label == sorted(c for c, _, _ in src)  # the video's label: every action in it
     assert set().union(*(r.label for r in test)) == set(range(len(T.ACTIONS)))  # each class has a positive
     d = dataset_info(build_config(scale="tiny", overrides={"data.dataset": str(charades_dir)}))
     assert d.multi_label and d.num_classes == 7 and not d.verb_noun
