@@ -221,3 +221,12 @@ def test_cli_writes_a_task_set_where_asked(epic_dir, tmp_path, capsys):
                  "--no-progress"]) == 0
     assert "wrote 72 clips" in capsys.readouterr().out
     assert (tmp_path / "manifest.csv").read_text() == (epic_dir / "manifest.csv").read_text()
+
+
+def test_cli_offers_every_built_in_set(capsys):
+    from avsf.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--help"])
+    offered = capsys.readouterr().out.split("--dataset {", 1)[1].split("}", 1)[0].split(",")
+    assert set(offered) == set(BUILTIN_SETS)

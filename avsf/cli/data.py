@@ -34,9 +34,11 @@ def _register_synth(dsub) -> None:
                    help="tiny: a few clips per class at 48x40 (tests); small: 60 train clips per class at 96x80 "
                    "(default: small)")
     s.add_argument("--seed", type=non_negative_int, default=0, help="generator seed (default 0)")
-    s.add_argument("--dataset", choices=("synth", "synth-epic", "synth-charades"), default="synth",
-                   help="which generated set: the benchmark (default), or the synthetic EPIC-Kitchens (verb/noun) "
-                   "or Charades (multi-label, long videos) counterparts of docs/tasks.md")
+    # the names of avsf.data.BUILTIN_SETS, spelled out: importing avsf.data here would load torch for --help
+    s.add_argument("--dataset", choices=("synth", "synth-epic", "synth-charades", "synth-detection"), default="synth",
+                   help="which built-in set: the benchmark (default), the synthetic EPIC-Kitchens (verb/noun) or "
+                   "Charades (multi-label, long videos) counterparts (docs/tasks.md), or the detection split "
+                   "(docs/detection.md)")
     s.add_argument("--workers", type=positive_int, default=2, help="encoding processes (default 2)")
     add_progress_flag(s)
     s.set_defaults(func=run_synth)
