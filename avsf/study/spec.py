@@ -12,6 +12,10 @@ A study file (``studies/<name>.toml``) reads::
     default_scale = "small"         # optional (default "small")
     hypothesis = "..."              # optional: what the study expects to find, in one sentence
     mechanism = "..."               # optional: why it should (the paper's explanation)
+    paper_dataset = "Charades"      # optional: what the paper's numbers were measured on (default Kinetics-400)
+    paper_views = 30                # optional: the paper's cost column is GFLOPs x views (Tables 3, 4; 0: none)
+    data_prepare = "avsf data prepare ..."  # optional: how to make the prepared folder data.dataset
+                                    # names; `avsf study run` checks it exists before the first run
 
     [base]                          # config keys applied on top of the scale's sizes
     model.pathways = "avslowfast"
@@ -57,13 +61,14 @@ from avsf.config import Config, ConfigError, read_toml
 from avsf.model.variants import PAPER_KEYS, ROWS
 from avsf.study.tomlspec import COMMON_KEYS, SpecError, SpecReader, TomlSpec
 
-RESULT_METRICS = ("top1", "top5", "mAP", "val_top1")
-GROUP_METRIC = re.compile(r"(top1|mAP)_[A-Za-z0-9][A-Za-z0-9-]*")
-"""Numbers in result.json a study may rank variants by (`metric`), besides a class group's
-`top1_<group>` / `mAP_<group>` (GROUP_METRIC: the dataset names its groups)."""
+RESULT_METRICS = ("top1", "top5", "mAP", "val_top1", "top1_verb", "top5_verb", "top1_noun", "top5_noun")
+GROUP_METRIC = re.compile(r"(top1|mAP|top1_noun)_[A-Za-z0-9][A-Za-z0-9-]*")
+"""Numbers in result.json a study may rank variants by (`metric`): these (verb-noun data: top1 and
+top5 are the action's), and a class group's `top1_<group>` / `mAP_<group>` / `top1_noun_<group>`
+(GROUP_METRIC: the dataset names its groups; multi-label and detection data have mAP groups)."""
 
 _TOP_KEYS = COMMON_KEYS | {"paper_table", "metric", "row_header", "notes", "variant", "hypothesis", "mechanism",
-                           "claim"}
+                           "claim", "paper_views", "data_prepare", "paper_dataset"}
 _VARIANT_KEYS = {"name", "label", "latex", "row", "set", "paper", "reference", "baseline"}
 _CLAIM_KEYS = {"text", "better", "worse", "metric"}
 
@@ -121,6 +126,9 @@ class StudySpec(TomlSpec):
     hypothesis: str = ""
     mechanism: str = ""
     claims: list[Claim] = field(default_factory=list)
+    paper_views: int = 0  # > 0: the paper's GFLOPs are per view of this many (report: GFLOPs x views)
+    paper_dataset: str = ""  # what the paper's numbers were measured on ("": Kinetics-400, R-50 4x16)
+    data_prepare: str = ""  # the command that prepares the folder data.dataset names
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -198,6 +206,9 @@ class StudySpec(TomlSpec):
             "hypothesis": self.hypothesis,
             "mechanism": self.mechanism,
             "claims": [c.to_dict() for c in self.claims],
+            "paper_views": self.paper_views,
+            "paper_dataset": self.paper_dataset,
+            "data_prepare": self.data_prepare,
             "variants": [v.to_dict() for v in self.variants],
             "scales": {k: {"seeds": s.seeds, "set": dict(s.set)} for k, s in self.scales.items()},
             "source": self.source,
@@ -231,6 +242,9 @@ def study_from_dict(tree: dict[str, Any], *, source: str = "<study>") -> StudySp
         hypothesis=r.string(tree, "hypothesis"),
         mechanism=r.string(tree, "mechanism"),
         claims=_claims(tree, r, metric, [v.name for v in variants]),
+        paper_views=r.number(tree, "paper_views", default=0, integer=True, low=0),
+        data_prepare=r.string(tree, "data_prepare"),
+        paper_dataset=r.string(tree, "paper_dataset"),
         paper_table=r.string(tree, "paper_table"),
         metric=metric,
         row_header=r.string(tree, "row_header"),
