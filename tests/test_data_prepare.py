@@ -27,7 +27,7 @@ def test_synth_deterministic_per_seed(tmp_path):
     synth.generate(tmp_path / "b", "tiny", 3, workers=2, per_class=few)
     synth.generate(tmp_path / "c", "tiny", 4, workers=1, per_class=few)
     a, b, c = _digest(tmp_path / "a"), _digest(tmp_path / "b"), _digest(tmp_path / "c")
-    assert a == b and len(a) == 10 * 2 + 4 + 1
+    assert a == b and len(a) == len(synth.CLASSES) * 2 + 4 + 1  # a video and a FLAC per clip, 4 CSVs, classes.json
     assert a != c
 
 
@@ -41,13 +41,6 @@ def test_synth_files_are_real_av(tmp_path):
 
     x, sr = sf.read(str(row.audio))
     assert sr == 16000 and x.ndim == 1 and len(x) == 32000
-
-
-def test_sync_classes_differ_only_in_alignment():
-    # out-of-sync onsets are the in-sync flash times shifted by 0.5-0.6 s; each alone looks alike
-    rng = np.random.default_rng(0)
-    ev = synth._event_times(rng, -1.5, 5.5)
-    assert np.diff(ev).min() >= 0.8
 
 
 def _mp4(path: Path, frames=20, fps=25, audio=True, size=(36, 50), rate=44100, channels=2):

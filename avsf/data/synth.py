@@ -67,7 +67,7 @@ class SynthScale:
 
 SYNTH_SCALES: dict[str, SynthScale] = {
     "tiny": SynthScale(48, 40, 2.0, {"train": 3, "val": 1, "test": 1}),
-    "small": SynthScale(64, 48, 3.0, {"train": 50, "val": 12, "test": 40}),
+    "small": SynthScale(64, 48, 3.0, {"train": 24, "val": 12, "test": 40}),
     # NVDEC refuses frames under 128x128: the scale GPU users decode on the GPU.
     "gpu": SynthScale(160, 128, 3.0, {"train": 50, "val": 12, "test": 40}),
 }
@@ -113,6 +113,16 @@ def _beat_times(rng: np.random.Generator, start: float, stop: float) -> tuple[np
     period = rng.uniform(0.8, 1.1)
     t = np.arange(start - rng.uniform(0.0, period), stop + period, period)
     return t + rng.uniform(-0.04, 0.04, size=t.shape), period
+
+
+def _event_times(rng: np.random.Generator, start: float, stop: float) -> np.ndarray:
+    """An irregular event train: gaps uniform in [0.8, 1.3] s, random phase."""
+    t = start - rng.uniform(0.0, 1.3)
+    out = []
+    while t < stop:
+        t += rng.uniform(0.8, 1.3)
+        out.append(t)
+    return np.asarray(out)
 
 
 # ----------------------------------------------------------------------------- pictures
@@ -252,6 +262,36 @@ def _ticks(rng, n: int, paired: bool) -> np.ndarray:
     if paired:
         t = np.sort(np.concatenate([t, t + rng.uniform(0.06, 0.09)]))
     return _clicks(rng, n, t)
+
+
+_music = _plucks  # the name avsf.data.synth_tasks uses for the plucks
+
+
+def _class_sound(rng, kind: int, n: int) -> np.ndarray:
+    """Four easy timbres (0 low hum, 1 high whistle, 2 fast ticks, 3 rising chirps): the sounds of
+    the synthetic EPIC and Charades sets (avsf.data.synth_tasks)."""
+    t = np.arange(n) / SAMPLE_RATE
+    amp = rng.uniform(0.25, 0.4)
+    if kind == 0:  # low hum: harmonic-rich 110-150 Hz with slow vibrato
+        f0 = rng.uniform(110, 150)
+        ph = 2 * np.pi * np.cumsum(f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))) / SAMPLE_RATE
+        y = sum(np.sin(k * ph) / k for k in range(1, 8))
+        return amp * 0.6 * y
+    if kind == 1:  # high whistle: pure tone 2-3 kHz with tremolo
+        f0 = rng.uniform(2000, 3000)
+        return amp * np.sin(2 * np.pi * f0 * t + rng.uniform(0, 6.28)) * (0.75 + 0.25 * np.sin(2 * np.pi * 3 * t))
+    if kind == 2:  # fast ticks: short noise bursts at 6-8 Hz
+        rate = rng.uniform(6, 8)
+        phase = rng.uniform(0, 1 / rate)
+        env = np.exp(-(((t - phase) % (1 / rate)) / 0.012))
+        return amp * 1.5 * env * rng.standard_normal(n)
+    # rising chirps: 500 -> 1500 Hz sweeps, 2-3 per second
+    rate = rng.uniform(2, 3)
+    phase = rng.uniform(0, 1 / rate)
+    u = ((t - phase) % (1 / rate)) * rate  # 0..1 within each sweep
+    f = 500 + 1000 * u
+    ph = 2 * np.pi * np.cumsum(f) / SAMPLE_RATE
+    return amp * np.sin(ph) * np.minimum(1, (1 - u) * 10)
 
 
 COMPETITION_TONES = (330.0, 440.0, 587.0, 784.0)
