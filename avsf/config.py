@@ -504,12 +504,13 @@ SCALES: dict[str, dict[str, Any]] = {
         "model.num_frames": 4,
         "model.tau": 8,  # 32 raw frames at the synth's 16 fps: 2 s, as the paper's 4x16 at 30 fps
         "model.alpha_f": 4,
-        "model.alpha_a": 32,  # 128 log-mel frames (2 s), as in the paper
+        "model.alpha_a": 16,  # 64 log-mel frames of 32 ms (2 s): half the paper's rate, 1.45x faster steps
         "model.mel_bins": 32,
         "model.beta_f": 1 / 2,  # 4 Fast channels at width 8 (1/8 would leave one)
         "model.num_classes": 0,  # 0: take the dataset's class count
+        "data.hop_length": 512,
         "data.crop_size": 32,
-        "data.short_side_range": [40, 48],  # the synth's 64x48 frames
+        "data.short_side_range": [32, 40],  # the synth's 48x40 frames
         "data.test_crop_size": 32,
         "data.synth_scale": "small",
         "train.epochs": 20,

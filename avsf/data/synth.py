@@ -67,9 +67,9 @@ class SynthScale:
 
 SYNTH_SCALES: dict[str, SynthScale] = {
     "tiny": SynthScale(48, 40, 2.0, {"train": 3, "val": 1, "test": 1}),
-    "small": SynthScale(64, 48, 3.0, {"train": 24, "val": 12, "test": 40}),
+    "small": SynthScale(48, 40, 3.0, {"train": 24, "val": 12, "test": 40}),
     # NVDEC refuses frames under 128x128: the scale GPU users decode on the GPU.
-    "gpu": SynthScale(160, 128, 3.0, {"train": 50, "val": 12, "test": 40}),
+    "gpu": SynthScale(160, 128, 3.0, {"train": 24, "val": 12, "test": 40}),
 }
 
 CLASSES: list[tuple[str, str]] = [
