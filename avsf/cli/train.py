@@ -58,6 +58,11 @@ def register(sub) -> None:
                    help="resume RUN_DIR's unfinished run from its last checkpoint with an optimisation key changed "
                         "(e.g. train.base_lr=0.01 after a divergence; recorded in config.json; repeatable); the "
                         "config is RUN_DIR's own, so no --variant/--config/--set")
+    p.add_argument("--init", metavar="RUN_DIR_OR_CHECKPOINT",
+                   help="start from these weights (same as --set train.init_from=...): a run folder (its "
+                        "checkpoints/last.pt) or a checkpoint file; tensors load by name, the report says what was "
+                        "loaded, what is new (heads) and what was skipped; a shape mismatch is an error naming the "
+                        "tensor. With --set train.freeze=all-but-head: the linear protocol (docs/ssl.md)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard scalars into RUN_DIR/tb (same as --set train.tensorboard=true)")
     p.add_argument("--json", action="store_true", help="print result.json (fractions) instead of percent lines")
@@ -71,10 +76,12 @@ def _config(args: argparse.Namespace):
     from avsf.train import resolve_config
 
     sets = list(args.sets) + (["train.tensorboard=true"] if args.tensorboard else [])
+    if args.init:  # a TOML string, so that no path reads as a number or a boolean
+        sets.append(f"train.init_from={json.dumps(args.init)}")
     if args.resume_with:
         if args.variant or args.config or sets:
             raise ConfigError("--resume-with resumes RUN_DIR with its own config.json: drop --variant, --config, "
-                              "--set and --tensorboard")
+                              "--set, --init and --tensorboard")
         return RunDir(args.out).load_config()
     if not (args.variant or args.config):
         raise ConfigError("give --variant NAME or --config FILE (or --resume-with to continue RUN_DIR)")
