@@ -162,6 +162,10 @@ class AVLoader:
         self.with_shifted_audio = with_shifted_audio and mode == "train"
         self.info = info or dataset_info(cfg)
         self.rows = rows if rows is not None else load_rows(self.info.root, split)
+        if split == "train" and cfg.data.label_fraction < 1:  # the labelled subset of an SSL probe
+            from avsf.data.subset import labelled_subset
+
+            self.rows = [self.rows[i] for i in labelled_subset(self.rows, cfg.data.label_fraction, cfg.train.seed)]
         if not self.rows:
             raise ManifestError(f"{self.info.root}: split '{split}' has no rows")
         self.g = ClipGeometry.from_config(cfg)
