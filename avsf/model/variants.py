@@ -55,6 +55,8 @@ R101_NL_16x8 = {
     "model.head": "sigmoid",
 }
 SLOWFAST = {"model.pathways": "slowfast"}
+# T x tau = 16x4 (Table A.2): 64 frames at stride 1 (Fast alpha 4), 128 log-mel frames
+R50_16x4 = {"model.num_frames": 16, "model.tau": 4, "model.alpha_f": 4, "model.alpha_a": 8, "model.fs_fusion_kernel": 7}
 # The default AVSlowFast 4x16 R50 (A->FS, beta_A 1/2, Pd 0.8, AVS at res3-5, fused at res3, res4,
 # pool5) is a row of every Table 5 panel and of Table 6: 77.0 / 92.7, 39.8 GFLOPs.
 DEFAULT_AV = {"top1": 77.0, "top5": 92.7}
@@ -102,6 +104,19 @@ _ROWS = [
              {**R101_NL_16x8, **SLOWFAST}, mAP=42.5, gflops=234.0),
     PaperRow("table4/avslowfast-r101-nl", "AVSlowFast 16x8, R101+NL (Charades, 157 classes)",
              dict(R101_NL_16x8), mAP=43.7, gflops=278.0),
+    # Self-supervised learning (Sec. 6, A.1, A.2): `top1` is UCF101 top-1 after self-supervised
+    # pretraining on Kinetics-400 (Table A.1's ablation: split 1, linear classifier on frozen
+    # features; Table A.2: the mean of the three splits, all layers fine-tuned); HMDB51 in the
+    # description. The overrides are the backbone's; the pretext tasks and the protocol are the
+    # study's settings (studies/ssl_*.toml, docs/ssl.md). GFLOPs and params: the tableA1/ rows.
+    PaperRow("tableA1/ssl-slowfast-rot", "SlowFast 4x16, R50, ROT pretraining, linear probe (HMDB51 split 1: 42.0)",
+             SLOWFAST, top1=71.9),
+    PaperRow("tableA1/ssl-avslowfast-avs", "AVSlowFast 4x16, R50, AVS pretraining, linear probe (HMDB51 split 1: 39.5)",
+             {}, top1=73.2),
+    PaperRow("tableA1/ssl-avslowfast-avs-rot",
+             "AVSlowFast 4x16, R50, AVS+ROT pretraining, linear probe (HMDB51 split 1: 40.2)", {}, top1=77.0),
+    PaperRow("tableA2/avslowfast-16x4", "AVSlowFast 16x4, R50, AVS+ROT pretraining, all layers fine-tuned "
+             "(HMDB51, mean of 3 splits: 54.6)", dict(R50_16x4), top1=87.0),
 ]
 
 ROWS: dict[str, PaperRow] = {r.name: r for r in _ROWS}
