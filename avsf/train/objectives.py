@@ -34,6 +34,12 @@ Batch = dict[str, Any]
 Out = dict[str, Any]
 
 
+def zeros_like_batch(batch: Batch) -> torch.Tensor:
+    """A float64 zero on the batch's device (a count of nothing)."""
+    device = next(v.device for v in batch.values() if torch.is_tensor(v))
+    return torch.zeros((), dtype=torch.float64, device=device)
+
+
 def batch_size(batch: Batch) -> int:
     """Clips in the batch, from a key every batch has before its labels (a label-free run has none)."""
     for k in ("index", "slow", "audio", "label", "verb"):
@@ -160,12 +166,13 @@ register_objective(Objective("sigmoid", task_loss, _top1_correct))
 register_objective(Objective("verb-noun", task_loss, _action_correct))
 register_objective(Objective("detection", _detection_loss, _detection_correct, size=_box_count))
 
+
 def _avs_correct(out: Out, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairs the AVS heads order right (in-sync scored above out-of-sync), over every junction."""
     with torch.no_grad():
         scores = list((out.get("sync") or {}).values())
         if not scores:
-            zero = batch["audio"].new_zeros((), dtype=torch.float64)
+            zero = zeros_like_batch(batch)
             return zero, zero
         s = torch.cat([x.float() for x in scores])
         return (s[:, 0] > s[:, 1]).sum().double(), s.new_tensor(float(s.shape[0]), dtype=torch.float64)

@@ -35,6 +35,7 @@ from avsf.train.objectives import (
     batch_size,
     register_auxiliary,
     register_objective,
+    zeros_like_batch,
 )
 
 Batch = dict[str, Any]
@@ -73,7 +74,7 @@ def rot_loss(out: Out, batch: Batch, cfg: Config) -> torch.Tensor:
 def rot_correct(out: Out, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
     """Clips whose turn the rotation head names right, and the clips (0, 0 without ROT)."""
     if "rot_target" not in batch or "rot_logits" not in out:
-        zero = _zero(batch)
+        zero = zeros_like_batch(batch)
         return zero, zero
     with torch.no_grad():
         target = batch["rot_target"]
@@ -86,14 +87,9 @@ register_auxiliary(Auxiliary("rot", enabled=lambda cfg: cfg.train.rot_weight > 0
 
 
 # ----------------------------------------------------------------------------- the objective
-def _zero(batch: Batch) -> torch.Tensor:
-    device = next(v.device for v in batch.values() if torch.is_tensor(v))
-    return torch.zeros((), dtype=torch.float64, device=device)
-
-
 def no_task_loss(out: Out, batch: Batch, cfg: Config) -> torch.Tensor:
     """Zero: a pretext run learns from its auxiliary losses alone (and never reads `label`)."""
-    return _zero(batch).float()
+    return zeros_like_batch(batch).float()
 
 
 def pretext_accuracy(out: Out, batch: Batch) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor, torch.Tensor]]]:
@@ -101,7 +97,7 @@ def pretext_accuracy(out: Out, batch: Batch) -> tuple[torch.Tensor, list[tuple[s
     the device; the tasks are the registered auxiliaries that measure one (`Auxiliary.correct`)."""
     parts = [(a.name, *a.correct(out, batch)) for a in AUXILIARIES.values() if a.correct is not None]
     if not parts:
-        return _zero(batch), parts
+        return zeros_like_batch(batch), parts
     right = torch.stack([p[1] for p in parts])
     total = torch.stack([p[2] for p in parts])
     scored = (total > 0).double()
