@@ -145,3 +145,10 @@ def test_the_real_loader_trains_on_the_labelled_subset(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match=r"data.label_fraction: 0.34 is not allowed .* less than one batch"):
         check_label_fraction(cfg, dataset_info(cfg))
+
+
+def test_avsf_eval_refuses_a_pretraining_run_with_advice(pretrained):
+    from avsf.eval import evaluate
+
+    with pytest.raises(ConfigError, match=r"trained train.objective = 'pretext'.*avsf train --init"):
+        evaluate(pretrained, factories=F.factories(labels=False))

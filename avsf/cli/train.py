@@ -12,7 +12,8 @@ from typing import Any
 from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option
 
 ACCURACY_PREFIXES = ("top1", "top5", "mAP", "val_top1", "best_val_top1")
-"""result / eval keys that are accuracies: fractions in JSON, percent for people."""
+"""result / eval keys that are accuracies: fractions in JSON, percent for people (and any key
+ending in `_top1`: a pretraining run's `pretext_top1`, `rot_top1`, `avs_top1`)."""
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -23,7 +24,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         v = metrics[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
-        if k.startswith(ACCURACY_PREFIXES):
+        if k.startswith(ACCURACY_PREFIXES) or k.endswith("_top1"):
             acc.append(f"{k} {100 * v:.1f}%")
         else:
             other.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
