@@ -358,6 +358,8 @@ class DataConfig:
     hard_negative_min_shift_s: float = 0.5  # AVS hard negatives: same clip, shifted >= this
     num_threads: int = 2
     max_failure_share: float = 0.1  # a run fails only past this share of undecodable clips
+    fold: int = 0  # UCF101/HMDB51-style datasets: which official fold (1-3) names the splits; 0: the split column
+    label_free: bool = False  # self-supervised pretraining: the manifest's labels are never read
     # Labelled subset for downstream training (SSL probes): keep this fraction of each class's
     # clips of the train split, chosen by train.seed (avsf.data.subset); 1 keeps them all.
     label_fraction: float = 1.0
@@ -382,6 +384,7 @@ class DataConfig:
         c.numbers("pixel_std", 0, low_open=True, length=3)
         c.number("hard_negative_min_shift_s", 0)
         c.number("max_failure_share", 0, 1)
+        c.one_of("fold", (0, 1, 2, 3))  # the dataset's folds are checked in avsf.data.dataset_info
         c.number("label_fraction", 0, 1, low_open=True, why=" (the share of each class's training clips kept)")
 
 
@@ -501,10 +504,13 @@ class Config:
     def _validate_protocol(self) -> None:
         """Cross-field rules of pretraining and its downstream protocols (docs/ssl.md); a named
         objective adds its own (`Objective.check`)."""
-        t, c = self.train, _Check(self.train, "train")
+        t, c, d = self.train, _Check(self.train, "train"), _Check(self.data, "data")
         c.need(t.rot_weight == 0 or self.model.rot_head, "rot_weight",
                "the ROT loss needs the rotation head: set model.rot_head = true, or train.rot_weight = 0")
         if t.objective == "task":
+            d.need(not self.data.label_free, "label_free",
+                   f"train.objective = 'task' learns the labels of model.head ({self.model.head!r}): use false, or "
+                   "a label-free objective (train.objective = 'pretext')")
             return
         from avsf.train.objectives import OBJECTIVES
 
@@ -514,9 +520,13 @@ class Config:
                    f"train.objective = {t.objective!r} learns without labels, so a run that trains only the "
                    "classifier would learn nothing: use 'none' ('all-but-head', the linear protocol, is for the "
                    "labelled run that follows)")
-            _Check(self.data, "data").need(
-                self.data.label_fraction == 1, "label_fraction",
-                f"train.objective = {t.objective!r} reads no labels, so there is no labelled subset to keep: use 1")
+            d.need(self.data.label_free, "label_free",
+                   f"train.objective = {t.objective!r} reads no labels: set data.label_free = true, so that the data "
+                   "never reads them either (a dataset without valid labels then works)")
+            d.need(self.data.label_fraction == 1, "label_fraction",
+                   f"train.objective = {t.objective!r} reads no labels, so there is no labelled subset to keep: use 1")
+        elif self.data.label_free:
+            d.need(False, "label_free", f"train.objective = {t.objective!r} learns from labels: use false")
         if objective.check is not None:
             objective.check(self)
 

@@ -2,9 +2,13 @@
 
 Public API (the trainer and the benches call exactly these):
 
-- ``dataset_info(cfg) -> DatasetInfo`` (generates the synthetic benchmark on first use)
+- ``dataset_info(cfg) -> DatasetInfo`` (generates the synthetic benchmark on first use; reads every
+  manifest, so a broken one fails before any work)
 - ``build_loader(cfg, split, mode, *, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False)``
-  -> an iterable of batch dicts (docs/architecture.md), with ``len()`` and ``failed``.
+  -> an AVLoader: iterable of batch dicts (docs/architecture.md) with ``len()``, ``iter_from(batch)``
+  (exact resume) and the counters ``failed``, ``cpu_fallback_clips``, ``pyav_fallback_clips``.
+- ``aggregate_by_video(rows, index, scores, how)``: video-level scores of clips cut from one video.
+- Errors: ``ManifestError``, ``TooManyFailedClips``, ``PrepareError`` (avsf.data.errors).
 """
 
 from __future__ import annotations
@@ -20,18 +24,16 @@ from pathlib import Path
 import torch
 
 from avsf.config import Config, ConfigError
-from avsf.data.manifest import ManifestError, Row, read_manifest
+from avsf.data.errors import ManifestError, PrepareError, TooManyFailedClips
+from avsf.data.manifest import Row, read_manifest
 from avsf.data.sampling import ClipGeometry, ClipSpec, shard_indices, test_specs, train_spec
 
 log = logging.getLogger("avsf.data")
 
 SYNTH_VERSION = 1  # bump when the generator's output changes; keys the cache folder
 
-__all__ = ["TooManyFailedClips", "DatasetInfo", "dataset_info", "build_loader", "AVLoader", "ManifestError", "synth_root", "load_rows"]
-
-
-class TooManyFailedClips(RuntimeError):
-    """More clips failed to decode than `data.max_failure_share` allows."""
+__all__ = ["TooManyFailedClips", "ManifestError", "PrepareError", "DatasetInfo", "dataset_info", "build_loader",
+           "AVLoader", "synth_root", "load_rows", "say_once", "aggregate_by_video"]
 
 
 @dataclass
@@ -43,6 +45,10 @@ class DatasetInfo:
     split_sizes: dict[str, int] = field(default_factory=dict)
     multi_label: bool = False
     verb_noun: bool = False
+    num_verbs: int = 0  # verb-noun datasets: the head sizes their format defines (0: not known here)
+    num_nouns: int = 0
+    folds: list[int] = field(default_factory=list)  # the official folds a dataset has (UCF101/HMDB51: 1, 2, 3)
+    label_free: bool = False  # data.label_free: labels were not read (sizes only)
 
 
 # ----------------------------------------------------------------------------- synth cache
@@ -101,24 +107,48 @@ def dataset_root(cfg: Config) -> Path:
     return root
 
 
-def load_rows(root: Path, split: str) -> list[Row]:
-    """Rows of a split: `<split>.csv` if present, else manifest.csv (filtered by its split column)."""
+def load_rows(root: Path, split: str, *, fold: int = 0, label_free: bool = False) -> list[Row]:
+    """Rows of a split: `<split>.csv` if present, else manifest.csv filtered by its split column;
+    [] when neither file exists. With `fold` K (data.fold), manifest.csv filtered by its splitK column;
+    such datasets (UCF101, HMDB51) have no val split, so a fold's "val" is its "test" (said once)."""
+    if fold:
+        rows = read_manifest(root / "manifest.csv", split, split_column=f"split{fold}", label_free=label_free)
+        if split == "val" and not rows:
+            say_once(("fold-val", str(root), fold), f"{root}: fold {fold} has no val split; validating on its test "
+                     "split (UCF101/HMDB51 define only train and test)")
+            rows = read_manifest(root / "manifest.csv", "test", split_column=f"split{fold}", label_free=label_free)
+        return rows
     if (root / f"{split}.csv").exists():
-        return read_manifest(root / f"{split}.csv")
-    return read_manifest(root / "manifest.csv", split=split)
+        return read_manifest(root / f"{split}.csv", label_free=label_free)
+    if not (root / "manifest.csv").exists():
+        return []
+    return read_manifest(root / "manifest.csv", split=split, label_free=label_free)
+
+
+def _check_fold(cfg: Config, root: Path, folds: list[int]) -> None:
+    fold = cfg.data.fold
+    if fold and fold not in folds:
+        have = f"folds {', '.join(map(str, folds))}" if folds else "no official folds (a split column)"
+        raise ConfigError(f"data.fold: {fold} is not allowed for {root}, which has {have}; "
+                          f"set data.fold to {' | '.join(map(str, folds)) if folds else 0}")
+    if not fold and folds:
+        raise ConfigError(f"data.fold: 0 is not allowed for {root}: its splits are its official folds "
+                          f"{', '.join(map(str, folds))}; set data.fold (the paper's ablations use fold 1)")
 
 
 def dataset_info(cfg: Config) -> DatasetInfo:
+    """Class names and counts, split sizes and label kinds of the configured dataset. Every manifest
+    is read here, so a broken one fails before any work, naming the file and row."""
     root = dataset_root(cfg)
     meta = json.loads((root / "classes.json").read_text()) if (root / "classes.json").exists() else {}
+    folds = [int(k) for k in meta.get("folds", [])]
+    _check_fold(cfg, root, folds)
+    label_free = cfg.data.label_free
     sizes, multi, vn, max_label = {}, False, False, -1
     for split in ("train", "val", "test"):
-        try:
-            rows = load_rows(root, split)
-        except ManifestError:
-            rows = []
+        rows = load_rows(root, split, fold=cfg.data.fold, label_free=label_free)
         sizes[split] = len(rows)
-        for r in rows:
+        for r in [] if label_free else rows:
             multi |= isinstance(r.label, list)
             vn |= r.verb >= 0 and r.noun >= 0
             labels = r.label if isinstance(r.label, list) else [r.label]
@@ -126,7 +156,32 @@ def dataset_info(cfg: Config) -> DatasetInfo:
     names = list(meta.get("classes") or [str(i) for i in range(max_label + 1)])
     groups = {k: list(v) for k, v in (meta.get("groups") or {}).items()}
     return DatasetInfo(root=root, class_names=names, groups=groups, num_classes=len(names), split_sizes=sizes,
-                       multi_label=multi, verb_noun=vn)
+                       multi_label=multi, verb_noun=vn, num_verbs=int(meta.get("num_verbs", 0)),
+                       num_nouns=int(meta.get("num_nouns", 0)), folds=folds, label_free=label_free)
+
+
+def aggregate_by_video(rows: list[Row], index, scores: torch.Tensor, how: str = "max"):
+    """Video-level scores from clip scores: the clips whose rows share `Row.video` (Charades spans cut
+    from one video; a row without a video id is its own video) pooled by `how` = "max" (the paper's
+    Charades inference, A.6: temporal max-pooling) or "mean". `index`: the row of each score row
+    (predictions.json's index; several views of a row pool too). Returns (video ids in first-seen
+    order, scores (V, C), multi-hot labels (V, C): the union of the clips' labels)."""
+    if how not in ("max", "mean"):
+        raise ValueError(f"how must be 'max' or 'mean', got {how!r}")
+    scores = torch.as_tensor(scores, dtype=torch.float32)
+    ids = [rows[int(i)].video or f"row{int(i)}" for i in index]
+    videos = list(dict.fromkeys(ids))
+    pos = torch.tensor([videos.index(v) for v in ids]) if videos else torch.zeros(0, dtype=torch.int64)
+    n, c = len(videos), scores.shape[1]
+    if how == "max":
+        out = torch.full((n, c), -torch.inf).scatter_reduce(0, pos[:, None].expand(-1, c), scores, "amax")
+    else:
+        out = torch.zeros(n, c).index_add(0, pos, scores) / torch.bincount(pos, minlength=n)[:, None]
+    labels = torch.zeros(n, c)
+    for i, p in zip(index, pos.tolist()):
+        lab = rows[int(i)].label
+        labels[p, lab if isinstance(lab, list) else [lab]] = 1.0
+    return videos, out, labels
 
 
 # ----------------------------------------------------------------------------- loader
@@ -151,8 +206,11 @@ def resolve_backend(cfg: Config) -> tuple[str, str]:
 
 
 class AVLoader:
-    """Iterable of batches for one split, mode, shard and epoch. `len()` = number of batches;
-    `failed` = clips skipped because they could not be decoded (logged)."""
+    """Iterable of batches for one split, mode, shard and epoch. `len()` = number of batches.
+    Counters of the last pass: `failed` = clips skipped because they could not be read or decoded
+    (logged); `cpu_fallback_clips` = clips that data.device=gpu meant for NVDEC but that were decoded
+    on the CPU (too small for NVDEC, a codec it lacks, or refused at run time; logged once);
+    `pyav_fallback_clips` = clips no DALI decoder took, decoded by PyAV (the reference decoder)."""
 
     def __init__(self, cfg: Config, split: str, mode: str, *, shard_id: int = 0, num_shards: int = 1, epoch: int = 0,
                  with_shifted_audio: bool = False, info: DatasetInfo | None = None, rows: list[Row] | None = None):
@@ -161,7 +219,9 @@ class AVLoader:
         self.cfg, self.split, self.mode, self.epoch = cfg, split, mode, epoch
         self.with_shifted_audio = with_shifted_audio and mode == "train"
         self.info = info or dataset_info(cfg)
-        self.rows = rows if rows is not None else load_rows(self.info.root, split)
+        self.label_free = cfg.data.label_free
+        self.rows = rows if rows is not None else load_rows(self.info.root, split, fold=cfg.data.fold,
+                                                             label_free=self.label_free)
         if split == "train" and cfg.data.label_fraction < 1:  # the labelled subset of an SSL probe
             from avsf.data.subset import labelled_subset
 
@@ -175,19 +235,23 @@ class AVLoader:
                                      num_shards=num_shards)
         if mode == "train" and cfg.train.max_train_clips:
             self.indices = self.indices[: cfg.train.max_train_clips]
-        self.failed = 0
-        self._sizes: dict[int, tuple[int, int]] = {}
+        self.failed = self.cpu_fallback_clips = self.pyav_fallback_clips = 0
+        self._media: dict[int, tuple[int, int, str]] = {}
 
     # -- planning
     def _size(self, i: int) -> tuple[int, int]:
+        return self.media(i)[:2]
+
+    def media(self, i: int) -> tuple[int, int, str]:
+        """(height, width, codec) of row i: from the manifest, else probed once (codec "" = unknown)."""
         r = self.rows[i]
         if r.height and r.width:
-            return r.height, r.width
-        if i not in self._sizes:
+            return r.height, r.width, r.codec
+        if i not in self._media:
             from avsf.data.reference import probe_size
 
-            self._sizes[i] = probe_size(r.path)
-        return self._sizes[i]
+            self._media[i] = (*probe_size(r.path), r.codec)
+        return self._media[i]
 
     def num_views(self) -> int:
         return self.cfg.eval.temporal_views * self.cfg.eval.spatial_views if self.mode == "test" else 1
@@ -216,8 +280,12 @@ class AVLoader:
         limit = self.cfg.data.max_failure_share * max(total, 1)
         if self.failed > limit:
             raise TooManyFailedClips(f"{self.failed} of {total} clips in split '{self.split}' of {self.info.root} could not "
-                               f"be decoded (more than data.max_failure_share={self.cfg.data.max_failure_share}); "
-                               "run `avsf data prepare` on the source videos, or raise the share")
+                                     f"be decoded (more than data.max_failure_share={self.cfg.data.max_failure_share}); "
+                                     "run `avsf data prepare` on the source videos, or raise the share")
+
+    def _skip(self, path, row: int, err: Exception, total: int) -> None:
+        log.warning("skipping %s (row %d): %s", path, row, err)
+        self._count_failure(1, total)
 
     def _batches(self, specs: list) -> list[list]:
         b = self.batch_size
@@ -227,7 +295,16 @@ class AVLoader:
         return out
 
     def __iter__(self):
-        self.failed = 0
+        return self.iter_from(0)
+
+    def iter_from(self, start_batch: int):
+        """Batches from position `start_batch` on, exactly those a full pass yields there (exact
+        resume): batch k always holds the k-th slice of the planned clips (a clip that fails makes
+        its batch smaller, it never shifts the others), so the skipped batches are not decoded.
+        Failures inside skipped batches are not counted; those found while planning are."""
+        if start_batch < 0:
+            raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+        self.failed = self.cpu_fallback_clips = self.pyav_fallback_clips = 0
         specs = self.specs()
         total = len(specs)
         bad = [s for s in specs if isinstance(s, tuple)]
@@ -235,63 +312,161 @@ class AVLoader:
             log.warning("skipping %s (row %d): %s", self.rows[i].path, i, e)
         if bad:
             self._count_failure(len(bad), total)
-        specs = [s for s in specs if not isinstance(s, tuple)]
+        chunks = self._batches([s for s in specs if not isinstance(s, tuple)])[start_batch:]
         if self.backend == "dali":
-            yield from self._iter_dali(specs, total)
-        else:
-            yield from self._iter_reference(specs, total)
+            return self._iter_dali(chunks, total)
+        return self._iter_reference(chunks, total)
 
     def _finish(self, batch: dict, kept: list[ClipSpec]) -> dict:
         from avsf.data.reference import label_fields
 
-        labels = [label_fields(self.rows[s.row], self.cfg, self.info.num_classes) for s in kept]
-        for k in labels[0]:
-            batch[k] = torch.stack([lab[k] for lab in labels])
+        if not self.label_free:  # label-free (self-supervised) batches carry no label at all
+            labels = [label_fields(self.rows[s.row], self.cfg, self.info.num_classes) for s in kept]
+            for k in labels[0]:
+                batch[k] = torch.stack([lab[k] for lab in labels])
         batch["index"] = torch.tensor([s.row for s in kept], dtype=torch.int64)
         if self.mode == "test":
             batch["view"] = torch.tensor([s.view for s in kept], dtype=torch.int64)
         return batch
 
-    def _iter_dali(self, specs: list[ClipSpec], total: int):
-        from avsf.data.dali_loader import DaliRunner
+    # -- DALI
+    def _plan_routes(self, chunks: list[list[ClipSpec]]) -> dict[str, list]:
+        """Route every clip (avsf.data.dali_loader.decode_route) and group them into per-route parts:
+        {route: [[Item, ...] per batch that has clips on that route]}; says once why clips leave the GPU."""
+        from avsf.data.dali_loader import Item, decode_route
 
-        runner = DaliRunner(self.g, self.cfg.data, batch_size=self.batch_size, num_threads=self.cfg.data.num_threads,
-                            gpu=self.device == "gpu", with_shifted_audio=self.with_shifted_audio)
-        for chunk in self._batches(specs):
-            items, used = [], []
-            for s in chunk:
+        parts: dict[str, list] = {"gpu": [], "cpu": [], "pyav": []}
+        moved: dict[str, int] = {}
+        for chunk in chunks:
+            by: dict[str, list] = {"gpu": [], "cpu": [], "pyav": []}
+            for pos, s in enumerate(chunk):
                 row = self.rows[s.row]
-                try:
-                    v = _read_bytes(row.path)
-                    a = _read_bytes(row.audio) if row.audio is not None else None
-                    if a is None:
-                        raise FileNotFoundError(f"{row.path}: no audio sidecar in the manifest")
-                except OSError as e:
-                    log.warning("skipping %s (row %d): %s", row.path, s.row, e)
-                    self._count_failure(1, total)
-                    continue
-                items.append((s, v, a))
-                used.append(s)
-            outs, kept = runner.run(items)
-            if len(kept) < len(items):
-                self._count_failure(len(items) - len(kept), total)
-            if not kept:
-                continue
-            kept_specs = [used[k] for k in kept]
-            fast = outs[0]
-            batch = {"slow": fast[:, :, :: self.g.alpha_f].contiguous(), "fast": fast,
-                     "audio": outs[1].unsqueeze(1)}
-            if self.with_shifted_audio:
-                batch["audio_shifted"] = outs[2].unsqueeze(1)
-            yield self._finish(batch, kept_specs)
+                h, w, codec = self.media(s.row)
+                route = decode_route(h, w, codec, self.device)
+                if route.reason:
+                    moved[route.reason] = moved.get(route.reason, 0) + 1
+                by[route.name].append(Item(pos, s, row.path, row.audio))
+            for name, items in by.items():
+                parts[name].append(items)
+        if moved:
+            reasons = "; ".join(f"{n} clip(s): {why}" for why, n in sorted(moved.items(), key=lambda kv: -kv[1])[:3])
+            say_once(("route", str(self.info.root), self.split, self.device),
+                     f"{sum(moved.values())} clip(s) of split '{self.split}' of {self.info.root} cannot be decoded on "
+                     f"the {'GPU' if self.device == 'gpu' else 'DALI CPU decoder'} and are decoded on the CPU instead "
+                     f"({reasons}); counted in the run's cpu_fallback_clips / pyav_fallback_clips")
+        return parts
 
-    def _iter_reference(self, specs: list[ClipSpec], total: int):
+    def _iter_dali(self, chunks: list[list[ClipSpec]], total: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        from avsf.data.dali_loader import DaliStream
+
+        parts = self._plan_routes(chunks)
+        pin = torch.cuda.is_available()
+        kw = dict(batch_size=self.batch_size, num_threads=self.cfg.data.num_threads,
+                  with_shifted_audio=self.with_shifted_audio)
+        with ThreadPoolExecutor(2, thread_name_prefix="avsf-read") as pool:
+            streams = {r: iter(DaliStream([p for p in parts[r] if p], self.g, self.cfg.data, gpu=r == "gpu",
+                                          pin=pin and r == "cpu", pool=pool, **kw))
+                       for r in ("gpu", "cpu") if any(parts[r])}
+            try:
+                yield from self._merge(chunks, parts, streams, total)
+            finally:
+                for stream in streams.values():
+                    stream.close()  # generators: stops each pipeline now, not at the next garbage collection
+
+    def _merge(self, chunks: list[list[ClipSpec]], parts: dict, streams: dict, total: int):
+        """One batch per chunk from the routes' streams, in order."""
+        for j, chunk in enumerate(chunks):
+            results = [(r, next(stream)) for r, stream in streams.items() if parts[r][j]]
+            if len(results) == 1 and results[0][0] == self.device and len(results[0][1].kept) == len(chunk):
+                yield self._batch(results[0][1].outs, chunk)  # the common case: no copy, no reordering
+                continue
+            pieces: dict[int, list] = {}
+            for r, res in results:
+                self._collect(res, r, pieces, total)
+            if parts["pyav"][j]:
+                self._fallback(parts["pyav"][j], "pyav", pieces, total)
+            if pieces:
+                yield self._assemble(chunk, pieces)
+
+    def _collect(self, res, route: str, pieces: dict, total: int) -> None:
+        """Take one part's clips into `pieces` (pos -> per-clip tensors); its failures go on down the routes."""
+        for it, e in res.unreadable:
+            self._skip(it.video, it.spec.row, e, total)
+        for k, it in enumerate(res.kept):
+            pieces[it.pos] = [o[k] for o in res.outs]
+        if route == "cpu" and self.device == "gpu":
+            self.cpu_fallback_clips += len(res.kept)
+        if res.failed:
+            self._fallback([it for it, _ in res.failed], "cpu" if route == "gpu" else "pyav", pieces, total,
+                           errors={id(it): e for it, e in res.failed})
+
+    def _fallback(self, items: list, route: str, pieces: dict, total: int, errors: dict | None = None) -> None:
+        """Decode `items` on `route` ("cpu": DALI's CPU decoder, one clip at a time; "pyav"); what
+        fails there goes on to PyAV, and what PyAV cannot decode is skipped and counted."""
+        from avsf.data.dali_loader import decode_each
+
+        errors = dict(errors or {})
+        if route == "cpu":
+            say_once(("runtime-cpu", str(self.info.root)), f"NVDEC refused clip(s) of {self.info.root} at run time "
+                     f"(first: {items[0].video}: {str(errors.get(id(items[0]), '')).splitlines()[:1]}); decoding "
+                     "them on the CPU, counted in cpu_fallback_clips")
+            rest = []
+            for it, got in decode_each(items, self.g, self.cfg.data, num_threads=self.cfg.data.num_threads, gpu=False,
+                                       with_shifted_audio=self.with_shifted_audio):
+                if isinstance(got, Exception):
+                    errors[id(it)] = got
+                    rest.append(it)
+                else:
+                    pieces[it.pos] = [o[0] for o in got]
+                    self.cpu_fallback_clips += 1
+            items = rest
+        for it in items:
+            try:
+                pieces[it.pos] = self._pyav(it)
+            except Exception as e:
+                self._skip(it.video, it.spec.row, errors.get(id(it), e), total)
+                continue
+            self.pyav_fallback_clips += 1
+            self.cpu_fallback_clips += self.device == "gpu"
+
+    def _pyav(self, it) -> list[torch.Tensor]:
+        from avsf.data.reference import make_sample
+
+        s = make_sample(self.rows[it.spec.row], it.spec, self.g, self.cfg, self.mode, self.with_shifted_audio)
+        out = [s["fast"], s["audio"][0]]
+        if self.with_shifted_audio:
+            out.append(s["audio_shifted"][0])
+        return out
+
+    def _assemble(self, chunk: list[ClipSpec], pieces: dict[int, list]) -> dict:
+        order = sorted(pieces)
+        dev = torch.device("cuda") if self.device == "gpu" else None
+        outs = [torch.stack([pieces[p][k].to(dev, non_blocking=True) if dev else pieces[p][k] for p in order])
+                for k in range(len(pieces[order[0]]))]
+        return self._batch(outs, [chunk[p] for p in order])
+
+    def _batch(self, outs: list[torch.Tensor], kept: list[ClipSpec]) -> dict:
+        fast = outs[0]
+        batch = {"slow": fast[:, :, :: self.g.alpha_f].contiguous(), "fast": fast, "audio": outs[1].unsqueeze(1)}
+        if self.with_shifted_audio:
+            batch["audio_shifted"] = outs[2].unsqueeze(1)
+        return self._finish(batch, kept)
+
+    # -- reference (PyAV + torchaudio in DataLoader worker processes)
+    def _iter_reference(self, chunks: list[list[ClipSpec]], total: int):
         from avsf.data.reference import ClipDataset, collate
 
+        specs = [s for chunk in chunks for s in chunk]
         ds = ClipDataset(self.rows, specs, self.g, self.cfg, mode=self.mode, with_shifted_audio=self.with_shifted_audio)
-        batches = self._batches(list(range(len(specs))))
+        batches, k = [], 0
+        for chunk in chunks:
+            batches.append(list(range(k, k + len(chunk))))
+            k += len(chunk)
         workers = self.cfg.data.num_threads if self.cfg.data.num_threads > 1 else 0
         dl = torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+                                         pin_memory=torch.cuda.is_available(),
                                          worker_init_fn=_one_thread if workers else None)
         for batch in dl:
             n_failed = batch.pop("_failed")
@@ -304,17 +479,19 @@ class AVLoader:
             yield self._finish(batch, kept)
 
 
+_SAID: set = set()
+
+
+def say_once(key, message: str) -> None:
+    """Log `message` (a warning) the first time `key` is seen in this process: a loader is built per
+    epoch, and a run should say a thing once, not every epoch."""
+    if key not in _SAID:
+        _SAID.add(key)
+        log.warning(message)
+
+
 def _one_thread(_):
     torch.set_num_threads(1)
-
-
-def _read_bytes(path):  # -> numpy.ndarray of uint8
-    import numpy as np
-
-    data = np.fromfile(str(path), dtype=np.uint8)
-    if data.size == 0:
-        raise OSError(f"{path} is empty")
-    return data
 
 
 def build_loader(cfg: Config, split: str, mode: str, *, shard_id: int = 0, num_shards: int = 1, epoch: int = 0,

@@ -14,7 +14,9 @@ def resolve_num_classes(cfg: Config, info: Any) -> None:
     """`model.num_classes = 0` takes the dataset's class count; verb-noun data sets its own
     verb and noun counts."""
     if cfg.model.num_classes <= 0:
-        cfg.model.num_classes = int(info.num_classes)
+        # a label-free dataset may name no classes (no classes.json, labels unread): the head of a
+        # label-free run never trains, one output keeps the model whole
+        cfg.model.num_classes = int(info.num_classes) or (1 if cfg.data.label_free else 0)
     if getattr(info, "verb_noun", False):
         for attr in ("num_verbs", "num_nouns"):
             n = getattr(info, attr, None)
@@ -52,7 +54,7 @@ def check_label_fraction(cfg: Config, info: Any, *, world: int = 1) -> None:
     from avsf.data import load_rows
     from avsf.data.subset import labelled_subset
 
-    rows = load_rows(Path(root), "train")
+    rows = load_rows(Path(root), "train", fold=cfg.data.fold)
     kept = len(labelled_subset(rows, cfg.data.label_fraction, cfg.train.seed))
     if cfg.train.batch_size * world > kept:
         raise ConfigError(f"data.label_fraction: {cfg.data.label_fraction:g} is not allowed with train.batch_size "
@@ -82,7 +84,7 @@ def check_labels(cfg: Config, info: Any) -> None:
 
     for split in dict.fromkeys(("train", "val", cfg.eval.split)):
         try:
-            rows = load_rows(Path(root), split)
+            rows = load_rows(Path(root), split, fold=cfg.data.fold)
         except ValueError:
             continue  # an unreadable or missing split is reported by the split checks / the loader
         for i, row in enumerate(rows):
