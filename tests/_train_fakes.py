@@ -106,10 +106,10 @@ class ToyLoader:
             yield batch
 
 
-def factories(*, nan_after=None, fail_every=0, wrap_model=None, labels=True):
+def factories(*, nan_after=None, fail_every=0, wrap_model=None):
     """The trainer's model / loader / dataset builders, as toys (avsf.factories.Factories).
-    `wrap_model(model)` may replace or instrument each model built; `labels=False`: a
-    label-free dataset (no `label` in any batch)."""
+    `wrap_model(model)` may replace or instrument each model built. Under `data.label_free`
+    the loader's batches carry no `label`, as the real loader's."""
     from avsf.factories import Factories
 
     def model(cfg):
@@ -119,7 +119,7 @@ def factories(*, nan_after=None, fail_every=0, wrap_model=None, labels=True):
     def loader(cfg, split, mode, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False):
         return ToyLoader(split, mode, cfg.train.batch_size, shard_id, num_shards, epoch, with_shifted_audio,
                          fail_every=fail_every, views=cfg.eval.temporal_views * cfg.eval.spatial_views,
-                         labels=labels)
+                         labels=not cfg.data.label_free)
 
     return Factories(model=model, loader=loader, dataset_info=info,
                      count_flops=lambda cfg: {"gflops": 0.001, "params_m": 0.0005})

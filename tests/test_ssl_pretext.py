@@ -22,7 +22,8 @@ from avsf.train.pretext import (
     with_rotation,
 )
 
-PRETEXT = {"train.objective": "pretext", "model.rot_head": True, "train.rot_weight": 1.0}
+LABEL_FREE = {"train.objective": "pretext", "data.label_free": True}
+PRETEXT = {**LABEL_FREE, "model.rot_head": True, "train.rot_weight": 1.0}
 
 
 def _batch(n=6, h=4):
@@ -87,10 +88,13 @@ def test_objective_and_auxiliaries_follow_the_config():
 
 @pytest.mark.parametrize("sets, key, words", [
     ({"train.rot_weight": 1.0}, "train.rot_weight", "model.rot_head = true"),
-    ({"train.objective": "pretext", "train.avs_weight": 0.0}, "train.objective", "no pretext loss"),
-    ({"train.objective": "pretext", "model.pathways": "slowfast"}, "train.objective", "no pretext loss"),
-    ({"train.objective": "pretext", "train.freeze": "all-but-head"}, "train.freeze", "learn nothing"),
-    ({"train.objective": "pretext", "data.label_fraction": 0.1}, "data.label_fraction", "reads no labels"),
+    ({**LABEL_FREE, "train.avs_weight": 0.0}, "train.objective", "no pretext loss"),
+    ({**LABEL_FREE, "model.pathways": "slowfast"}, "train.objective", "no pretext loss"),
+    ({**LABEL_FREE, "train.freeze": "all-but-head"}, "train.freeze", "learn nothing"),
+    ({**LABEL_FREE, "data.label_fraction": 0.1}, "data.label_fraction", "reads no labels"),
+    ({"train.objective": "pretext"}, "data.label_free", "set data.label_free = true"),
+    ({"data.label_free": True}, "data.label_free", "learns the labels of model.head"),
+    ({"data.label_free": True, "train.objective": "softmax"}, "data.label_free", "learns from labels"),
     ({"train.objective": "labels-please"}, "train.objective", "task, softmax"),
     ({"train.freeze": "all"}, "train.freeze", "none, all-but-head"),
     ({"data.label_fraction": 0.0}, "data.label_fraction", "(0, 1]"),
@@ -105,7 +109,7 @@ def test_config_rules_name_the_key(sets, key, words):
 def test_pretraining_reads_no_label_and_learns_from_the_pretext_losses_alone(tmp_path):
     """The toy dataset yields no `label` at all: any read of one would be a KeyError."""
     cfg = F.toy_config(**PRETEXT, **{"train.epochs": 2})
-    result = train(cfg, tmp_path / "pre", progress=False, factories=F.factories(labels=False))
+    result = train(cfg, tmp_path / "pre", progress=False, factories=F.TOYS)
     for key in ("pretext_top1", "rot_top1", "avs_top1"):
         assert 0.0 <= result[key] <= 1.0, key
     assert result["pretext_top1"] == pytest.approx((result["rot_top1"] + result["avs_top1"]) / 2)
@@ -121,14 +125,14 @@ def test_pretraining_reads_no_label_and_learns_from_the_pretext_losses_alone(tmp
 
 def test_rot_learns_the_turns_on_the_toy_data(tmp_path):
     cfg = F.toy_config(**PRETEXT, **{"train.avs_weight": 0.0, "train.epochs": 6, "train.base_lr": 0.5})
-    result = train(cfg, tmp_path / "rot", progress=False, factories=F.factories(labels=False))
+    result = train(cfg, tmp_path / "rot", progress=False, factories=F.TOYS)
     assert result["rot_top1"] > 0.9  # chance is 0.25
     assert "avs_top1" not in result
 
 
 def test_pretraining_resumes_exactly_after_an_interruption(tmp_path):
     cfg = F.toy_config(**PRETEXT, **{"train.epochs": 3, "train.checkpoint_every_steps": 2})
-    toys = F.factories(labels=False)
+    toys = F.TOYS
     straight = train(cfg, tmp_path / "a", progress=False, factories=toys)
 
     def stop(epoch, metrics):
@@ -173,7 +177,7 @@ def test_pretraining_killed_at_a_mid_epoch_checkpoint_resumes_to_the_same_result
     import subprocess
     import sys
 
-    sets = ["train.objective=pretext", "model.rot_head=true", "train.rot_weight=1", "train.num_threads=1",
+    sets = ["train.objective=pretext", "data.label_free=true", "model.rot_head=true", "train.rot_weight=1", "train.num_threads=1",
             "train.deterministic=true", "train.epochs=2", "train.checkpoint_every_steps=2"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
@@ -199,3 +203,32 @@ def test_pretraining_killed_at_a_mid_epoch_checkpoint_resumes_to_the_same_result
 
     assert result(tmp_path / "b") == result(tmp_path / "a") and "rot_top1" in result(tmp_path / "a")
     assert F.metric_rows(tmp_path / "b") == F.metric_rows(tmp_path / "a")
+
+
+@pytest.mark.slow
+def test_a_dataset_whose_labels_are_all_invalid_pretrains_fine(tmp_path, monkeypatch):
+    """The real loader and model: the tiny benchmark's clips with every label replaced by text
+    and no class list. Pretraining (label-free) runs; a supervised run on it is refused."""
+    import csv
+
+    from avsf.config import build_config
+    from avsf.data import dataset_info
+
+    monkeypatch.setenv("AVSF_CACHE", str(tmp_path / "cache"))
+    source = dataset_info(build_config(scale="tiny")).root
+    data = tmp_path / "nolabels"
+    data.mkdir()
+    for split in ("train", "val", "test"):
+        (data / split).symlink_to(source / split)
+        with open(source / f"{split}.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        with open(data / f"{split}.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows({**r, "label": "no label here"} for r in rows)
+    sets = {**PRETEXT, "data.dataset": str(data), "train.epochs": 1, "train.num_threads": 1}
+    result = train(build_config(scale="tiny", overrides=sets), tmp_path / "pre", progress=False)
+    assert 0.0 <= result["pretext_top1"] <= 1.0 and result["num_classes"] == 1  # no class list: a 1-way head
+    with pytest.raises(Exception, match="label"):
+        train(build_config(scale="tiny", overrides={"data.dataset": str(data), "train.epochs": 1}), tmp_path / "sup",
+              progress=False)

@@ -19,7 +19,7 @@ from avsf.train import train
 from avsf.train.setup import apply_freezing, load_init, set_train_mode
 from avsf.weights import WeightsError
 
-PRETEXT = {"train.objective": "pretext", "model.rot_head": True, "train.rot_weight": 1.0}
+PRETEXT = {"train.objective": "pretext", "data.label_free": True, "model.rot_head": True, "train.rot_weight": 1.0}
 LINEAR = {"train.freeze": "all-but-head"}
 
 
@@ -31,7 +31,7 @@ def _weights(run):
 def pretrained(tmp_path):
     """A finished toy pretraining run (AVS+ROT, no label read)."""
     run = tmp_path / "pre"
-    train(F.toy_config(**PRETEXT, **{"train.epochs": 1}), run, progress=False, factories=F.factories(labels=False))
+    train(F.toy_config(**PRETEXT, **{"train.epochs": 1}), run, progress=False, factories=F.TOYS)
     return run
 
 
@@ -151,4 +151,4 @@ def test_avsf_eval_refuses_a_pretraining_run_with_advice(pretrained):
     from avsf.eval import evaluate
 
     with pytest.raises(ConfigError, match=r"trained train.objective = 'pretext'.*avsf train --init"):
-        evaluate(pretrained, factories=F.factories(labels=False))
+        evaluate(pretrained, factories=F.TOYS)

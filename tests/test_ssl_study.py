@@ -20,7 +20,8 @@ def _spec(**changes):
         "name": "ssl",
         "default_scale": "tiny",
         "base": {"train.freeze": "all-but-head", "data.label_fraction": 0.5},
-        "pretrain": {"train.objective": "pretext", "train.freeze": "none", "data.label_fraction": 1.0},
+        "pretrain": {"train.objective": "pretext", "data.label_free": True, "train.freeze": "none",
+                     "data.label_fraction": 1.0},
         "variant": [
             {"name": "random", "reference": True},
             {"name": "rot", "set": {"model.pathways": "slowfast"},
@@ -65,7 +66,7 @@ def test_the_plan_trains_each_pretraining_run_once_before_the_runs_that_start_fr
 @pytest.mark.parametrize("change, key, words", [
     ({"variant": [{"name": "a", "pretrain": {"sets": {}}}]}, "variant[0] ('a').pretrain.sets", "unknown key"),
     ({"variant": [{"name": "a", "pretrain": {"name": "x y"}}]}, "variant[0] ('a').pretrain.name", "folder name"),
-    ({"variant": [{"name": "a", "pretrain": {"set": {"train.objective": "pretext", "train.avs_weight": 0.0}}}]},
+    ({"variant": [{"name": "a", "pretrain": {"set": {"train.avs_weight": 0.0}}}]},
      "variant[0] ('a').pretrain at scale tiny", "no pretext loss"),
     ({"variant": [{"name": "a", "set": {"train.init_from": "runs/x"}, "pretrain": {}}]},
      "variant[0] ('a').pretrain", "must not set train.init_from"),
