@@ -507,10 +507,7 @@ class Config:
         t, c, d = self.train, _Check(self.train, "train"), _Check(self.data, "data")
         c.need(t.rot_weight == 0 or self.model.rot_head, "rot_weight",
                "the ROT loss needs the rotation head: set model.rot_head = true, or train.rot_weight = 0")
-        if t.objective == "task":
-            d.need(not self.data.label_free, "label_free",
-                   f"train.objective = 'task' learns the labels of model.head ({self.model.head!r}): use false, or "
-                   "a label-free objective (train.objective = 'pretext')")
+        if t.objective == "task":  # data.label_free with it: the trainer refuses (data tools may read so)
             return
         from avsf.train.objectives import OBJECTIVES
 
@@ -525,8 +522,6 @@ class Config:
                    "never reads them either (a dataset without valid labels then works)")
             d.need(self.data.label_fraction == 1, "label_fraction",
                    f"train.objective = {t.objective!r} reads no labels, so there is no labelled subset to keep: use 1")
-        elif self.data.label_free:
-            d.need(False, "label_free", f"train.objective = {t.objective!r} learns from labels: use false")
         if objective.check is not None:
             objective.check(self)
 

@@ -29,8 +29,8 @@ PRETEXT = {**LABEL_FREE, "model.rot_head": True, "train.rot_weight": 1.0}
 def _batch(n=6, h=4):
     g = torch.Generator().manual_seed(0)
     slow = torch.randn(n, 3, 2, h, h, generator=g)
-    return {"slow": slow, "fast": torch.randn(n, 3, 4, h, h, generator=g), "audio": torch.randn(n, 1, 8, 4, generator=g),
-            "index": torch.arange(n)}
+    fast = torch.randn(n, 3, 4, h, h, generator=g)
+    return {"slow": slow, "fast": fast, "audio": torch.randn(n, 1, 8, 4, generator=g), "index": torch.arange(n)}
 
 
 def _gen(seed):
@@ -93,8 +93,6 @@ def test_objective_and_auxiliaries_follow_the_config():
     ({**LABEL_FREE, "train.freeze": "all-but-head"}, "train.freeze", "learn nothing"),
     ({**LABEL_FREE, "data.label_fraction": 0.1}, "data.label_fraction", "reads no labels"),
     ({"train.objective": "pretext"}, "data.label_free", "set data.label_free = true"),
-    ({"data.label_free": True}, "data.label_free", "learns the labels of model.head"),
-    ({"data.label_free": True, "train.objective": "softmax"}, "data.label_free", "learns from labels"),
     ({"train.objective": "labels-please"}, "train.objective", "task, softmax"),
     ({"train.freeze": "all"}, "train.freeze", "none, all-but-head"),
     ({"data.label_fraction": 0.0}, "data.label_fraction", "(0, 1]"),
@@ -104,6 +102,14 @@ def test_config_rules_name_the_key(sets, key, words):
     with pytest.raises(ConfigError) as e:
         F.toy_config(**sets)
     assert str(e.value).startswith(key) and words in str(e.value)
+
+
+@pytest.mark.parametrize("objective", ["task", "softmax"])
+def test_a_labelled_objective_on_label_free_data_is_refused_before_any_write(tmp_path, objective):
+    cfg = F.toy_config(**{"data.label_free": True, "train.objective": objective})
+    with pytest.raises(ConfigError, match=r"^data.label_free: True is not allowed; .* learns from labels"):
+        train(cfg, tmp_path / "run", progress=False, factories=F.TOYS)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) in ([], [".lock"])
 
 
 def test_pretraining_reads_no_label_and_learns_from_the_pretext_losses_alone(tmp_path):
@@ -177,8 +183,8 @@ def test_pretraining_killed_at_a_mid_epoch_checkpoint_resumes_to_the_same_result
     import subprocess
     import sys
 
-    sets = ["train.objective=pretext", "data.label_free=true", "model.rot_head=true", "train.rot_weight=1", "train.num_threads=1",
-            "train.deterministic=true", "train.epochs=2", "train.checkpoint_every_steps=2"]
+    sets = ["train.objective=pretext", "data.label_free=true", "model.rot_head=true", "train.rot_weight=1",
+            "train.num_threads=1", "train.deterministic=true", "train.epochs=2", "train.checkpoint_every_steps=2"]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
 
     def command(out):

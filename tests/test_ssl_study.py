@@ -38,7 +38,7 @@ def _spec(**changes):
 
 def test_a_pretraining_run_layers_on_the_variant_then_pretrain_tables():
     spec = _spec()
-    rot = spec.pretrain_config_for("rot", seed=1)
+    rot = spec.config_for("rot", seed=1, pretrain=True)
     assert rot.model.pathways == "slowfast" and rot.model.rot_head and rot.train.rot_weight == 1.0
     assert rot.train.objective == "pretext" and rot.train.freeze == "none" and rot.data.label_fraction == 1.0
     assert (rot.train.epochs, rot.train.base_lr, rot.train.seed) == (3, 0.02, 1)
@@ -47,7 +47,7 @@ def test_a_pretraining_run_layers_on_the_variant_then_pretrain_tables():
     assert probe.train.freeze == "all-but-head" and probe.data.label_fraction == 0.5 and probe.train.epochs == 2
     # study.json keeps the pretraining tables: read back, the same configs
     again = study_from_dict(json.loads(json.dumps(spec.to_dict())))
-    assert again.pretrain_config_for("rot", seed=1).to_dict() == rot.to_dict()
+    assert again.config_for("rot", seed=1, pretrain=True).to_dict() == rot.to_dict()
     assert again.variant("avs-short").pretrain.name == "avs" and again.variant("random").pretrain is None
 
 

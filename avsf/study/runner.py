@@ -81,8 +81,8 @@ def plan_study(
                 needs = run_dir(Path(out_dir) / PRETRAIN_FOLDER, v.pretrain.name, seed)
                 if needs not in planned:
                     planned.add(needs)
-                    plan.append(PlannedRun(f"{PRETRAIN_FOLDER}/{v.pretrain.name}", seed, needs,
-                                           spec.pretrain_config_for(v, scale=scale, seed=seed, overrides=overrides)))
+                    pre = spec.config_for(v, scale=scale, seed=seed, overrides=overrides, pretrain=True)
+                    plan.append(PlannedRun(f"{PRETRAIN_FOLDER}/{v.pretrain.name}", seed, needs, pre))
                 cfg.train.init_from = str(needs)
             plan.append(PlannedRun(v.name, seed, run_dir(out_dir, v.name, seed), cfg, needs))
     return plan

@@ -188,31 +188,21 @@ class StudySpec(TomlSpec):
         scale: str | None = None,
         seed: int = 0,
         overrides: dict[str, Any] | list[str] | None = None,
+        pretrain: bool = False,
     ) -> Config:
-        """The fully resolved config of one run: variant x seed at a scale."""
+        """The fully resolved config of one run: variant x seed at a scale; `pretrain`: the
+        variant's pretraining run instead (it must have one)."""
         v = variant if isinstance(variant, Variant) else self.variant(variant)
-        cfg = self.layered_config(scale, v.set, overrides)
-        cfg.train.seed = int(seed)
-        cfg.name = f"{self.name}/{v.name}/seed{seed}"
-        return cfg
-
-    def pretrain_config_for(
-        self,
-        variant: str | Variant,
-        *,
-        scale: str | None = None,
-        seed: int = 0,
-        overrides: dict[str, Any] | list[str] | None = None,
-    ) -> Config:
-        """The config of a variant's pretraining run (it must have one) at a scale and seed."""
-        v = variant if isinstance(variant, Variant) else self.variant(variant)
-        if v.pretrain is None:
-            raise StudyError(f"study '{self.name}': variant '{v.name}' has no pretraining run")
-        settings = self.scale_settings(scale)
-        layer = {**v.set, **self.pretrain, **(settings.pretrain if settings else {}), **v.pretrain.set}
+        layer, name = v.set, f"{self.name}/{v.name}/seed{seed}"
+        if pretrain:
+            if v.pretrain is None:
+                raise StudyError(f"study '{self.name}': variant '{v.name}' has no pretraining run")
+            settings = self.scale_settings(scale)
+            layer = {**v.set, **self.pretrain, **(settings.pretrain if settings else {}), **v.pretrain.set}
+            name = f"{self.name}/{PRETRAIN_FOLDER}/{v.pretrain.name}/seed{seed}"
         cfg = self.layered_config(scale, layer, overrides)
         cfg.train.seed = int(seed)
-        cfg.name = f"{self.name}/{PRETRAIN_FOLDER}/{v.pretrain.name}/seed{seed}"
+        cfg.name = name
         return cfg
 
     def baseline_variant(self) -> Variant:
@@ -421,12 +411,12 @@ def _check_pretrain(spec: StudySpec, r: SpecReader, i: int, v: Variant, scale: s
         raise r.err(where, f"the variant starts from its pretraining run, so it must not set train.init_from "
                            f"({cfg.train.init_from!r})")
     try:
-        pre = spec.pretrain_config_for(v, scale=scale)
+        pre = spec.config_for(v, scale=scale, pretrain=True)
     except ConfigError as e:
         raise r.err(f"{where} at scale {scale}", str(e)) from None
     for j, other in enumerate(spec.variants[:i]):
         if other.pretrain is not None and other.pretrain.name == v.pretrain.name:
-            diff = config_diff(spec.pretrain_config_for(other, scale=scale).to_dict(), pre.to_dict())
+            diff = config_diff(spec.config_for(other, scale=scale, pretrain=True).to_dict(), pre.to_dict())
             if diff:
                 raise r.err(f"{where}.name", f"'{v.pretrain.name}' is also variant[{j}] ('{other.name}')'s pretraining "
                                              f"run, with another config at scale {scale} ({'; '.join(diff[:3])}); "

@@ -42,6 +42,10 @@ def check_against_dataset(cfg: Config, info: Any, *, world: int = 1, labels: boo
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is not allowed; {where} gives {per_process} "
                               f"training clips to each of {world} processes: use <= {per_process}")
     if labels:
+        if cfg.data.label_free:
+            raise ConfigError(f"data.label_free: True is not allowed; train.objective = {cfg.train.objective!r} "
+                              f"(model.head {cfg.model.head!r}) learns from labels: use false, or a label-free "
+                              f"objective (train.objective = 'pretext')")
         check_labels(cfg, info)
         check_label_fraction(cfg, info, world=world)
 
