@@ -152,3 +152,16 @@ def test_avsf_eval_refuses_a_pretraining_run_with_advice(pretrained):
 
     with pytest.raises(ConfigError, match=r"trained train.objective = 'pretext'.*avsf train --init"):
         evaluate(pretrained, factories=F.TOYS)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pretraining_and_the_linear_protocol_on_cuda_in_bf16_channels_last(tmp_path):
+    cuda = {"train.precision": "bf16", "train.channels_last": True, "train.deterministic": False, "train.epochs": 1}
+    pre = train(F.toy_config(**PRETEXT, **cuda), tmp_path / "pre", progress=False, factories=F.TOYS)
+    assert 0.0 <= pre["rot_top1"] <= 1.0 and 0.0 <= pre["avs_top1"] <= 1.0
+    probe = train(F.toy_config(**LINEAR, **cuda, **{"train.init_from": str(tmp_path / "pre")}), tmp_path / "probe",
+                  progress=False, factories=F.TOYS)
+    assert 0.0 <= probe["top1"] <= 1.0
+    before, after = _weights(tmp_path / "pre"), _weights(tmp_path / "probe")
+    assert torch.equal(before["bn.running_mean"], after["bn.running_mean"])
