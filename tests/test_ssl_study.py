@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from avsf.study import load_study, load_study_dir, run_study
+from avsf.study import format_status, load_study, load_study_dir, run_study
 from avsf.study.runner import plan_study
 from avsf.study.spec import StudyError, study_from_dict
 
@@ -98,10 +98,14 @@ def test_a_run_whose_pretraining_failed_fails_without_training_and_is_retried(tm
     assert "ssl/rot/seed0" not in calls  # never trained from a missing pretraining run
     failed = json.loads((tmp_path / "rot" / "seed0" / "failed.json").read_text())
     assert "pretraining run" in failed["error"] and "_pretrain/rot/seed0" in failed["error"]
+    status = format_status(tmp_path).splitlines()
+    assert any(line.split()[:3] == ["_pretrain/rot", "seed0", "failed"] for line in status)
+    assert status[-1].endswith("pretraining runs: 1 of 2 done")
     trainer.healed = True
     calls.clear()
     outcome = run_study(spec, tmp_path, seeds=1, train_fn=trainer, log=lambda m: None)
     assert outcome.ok and calls == ["ssl/_pretrain/rot/seed0", "ssl/rot/seed0"]
+    assert format_status(tmp_path).splitlines()[-1].endswith("pretraining runs: 2 of 2 done")
 
 
 @pytest.mark.slow

@@ -92,7 +92,7 @@ def _show(metric: str, v: float | None) -> str:
     """An accuracy fraction as percent ("82.0%"); other numbers as they are."""
     if v is None or not isinstance(v, (int, float)):
         return "-"
-    if metric.startswith(("top1", "top5", "mAP", "val_top1")) and 0.0 <= v <= 1.0:
+    if (metric.startswith(("top1", "top5", "mAP", "val_top1")) or metric.endswith("_top1")) and 0.0 <= v <= 1.0:
         return f"{100 * v:.1f}%"
     return f"{v:.4g}"
 
@@ -235,17 +235,24 @@ def run_study(
 # ----------------------------------------------------------------------------- status
 
 
+def _status_row(name: str, r: Any, metric: str) -> tuple[str, str, str, str]:
+    extra = r.error[:60] if r.state == "failed" else ""
+    # a pretraining run has no class accuracy: its pretext tasks' (docs/ssl.md)
+    key = metric if r.number(metric) is not None or r.number("pretext_top1") is None else "pretext_top1"
+    shown = _show(key, r.number(key)) + (" (pretext)" if key != metric else "")
+    return name, f"seed{r.seed}", r.state + (f" ({extra})" if extra else ""), shown
+
+
 def format_status(study_dir: str | Path) -> str:
-    from avsf.study.store import load_study_dir
+    from avsf.study.store import load_study_dir, read_run
 
     rec = load_study_dir(study_dir)
     metric = rec.spec.metric
     header = ("variant", "seed", "state", metric)
-    lines = [header]
-    for r in rec.runs:
-        v = r.number(metric)
-        extra = r.error[:60] if r.state == "failed" else ""
-        lines.append((r.variant, f"seed{r.seed}", r.state + (f" ({extra})" if extra else ""), _show(metric, v)))
+    lines = [header] + [_status_row(r.variant, r, metric) for r in rec.runs]
+    pretraining = sorted({v.pretrain.name for v in rec.spec.variants if v.pretrain is not None})
+    pre_runs = [read_run(rec.path / PRETRAIN_FOLDER, name, seed) for name in pretraining for seed in rec.seeds]
+    lines += [_status_row(f"{PRETRAIN_FOLDER}/{r.variant}", r, metric) for r in pre_runs]
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     out = [f"{rec.path} (study {rec.spec.name}, scale {rec.scale})"]
     for j, row in enumerate(lines):
@@ -253,5 +260,7 @@ def format_status(study_dir: str | Path) -> str:
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
     c = rec.counts()
-    out.append(f"{c['done']} done, {c['partial']} partial, {c['failed']} failed, {c['pending']} pending")
+    out.append(f"{c['done']} done, {c['partial']} partial, {c['failed']} failed, {c['pending']} pending"
+               + (f"; pretraining runs: {sum(r.state == 'done' for r in pre_runs)} of {len(pre_runs)} done"
+                  if pre_runs else ""))
     return "\n".join(out)
