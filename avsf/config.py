@@ -47,6 +47,7 @@ DECODE_DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_POLICIES = ("cosine", "steps")
 FREEZE = ("none", "all-but-head")
+VIDEO_POOLS = ("auto", "mean", "max")
 
 
 class ConfigError(ValueError):
@@ -358,6 +359,9 @@ class DataConfig:
     hard_negative_min_shift_s: float = 0.5  # AVS hard negatives: same clip, shifted >= this
     num_threads: int = 2
     max_failure_share: float = 0.1  # a run fails only past this share of undecodable clips
+    # Detection training: each ground-truth box coordinate moves by up to this share of the box's
+    # width / height (docs/detection.md; stands in for the detector boxes PySlowFast adds in training)
+    box_jitter: float = 0.05
     fold: int = 0  # UCF101/HMDB51-style datasets: which official fold (1-3) names the splits; 0: the split column
     label_free: bool = False  # self-supervised pretraining: the manifest's labels are never read
     # Labelled subset for downstream training (SSL probes): keep this fraction of each class's
@@ -384,6 +388,7 @@ class DataConfig:
         c.numbers("pixel_std", 0, low_open=True, length=3)
         c.number("hard_negative_min_shift_s", 0)
         c.number("max_failure_share", 0, 1)
+        c.number("box_jitter", 0, 0.5, why=" (a share of the box's size)")
         c.one_of("fold", (0, 1, 2, 3))  # the dataset's folds are checked in avsf.data.dataset_info
         c.number("label_fraction", 0, 1, low_open=True, why=" (the share of each class's training clips kept)")
 
@@ -461,13 +466,23 @@ class EvalConfig:
     temporal_views: int = 10
     spatial_views: int = 3
     split: str = "test"
+    # How a video's temporal clips are pooled into its score (spatial crops are always averaged):
+    # auto = mean of softmax (single-label, Sec. 4) / max of sigmoid (multi-label, Charades A.6);
+    # mean | max force one for both.
+    video_pool: str = "auto"
+    # Detection: AVA's detected-person-boxes CSV scored at test instead of the ground-truth boxes
+    # ("" = the ground-truth boxes); detections below the threshold are left out (PySlowFast: 0.8)
+    detected_boxes: str = ""
+    detected_box_threshold: float = 0.8
 
     def validate(self) -> None:
         c = _Check(self, "eval")
         c.types()
         c.number("temporal_views", 1)
         c.number("spatial_views", 1)
+        c.one_of("video_pool", VIDEO_POOLS)
         c.need(bool(self.split.strip()), "split", "name a split of the dataset, e.g. test")
+        c.number("detected_box_threshold", 0, 1)
 
 
 @dataclass
@@ -772,6 +787,13 @@ def validate_for_dataset(cfg: Config, info: Any) -> None:
         raise _reject("eval.split", cfg.eval.split,
                       f"{where} has these splits with clips: {', '.join(splits) or 'none'}")
     m = cfg.model
+    task = getattr(info, "task", "classification")
+    if (task == "detection") != (m.head == "detection"):
+        raise _reject("model.head", m.head, f"{where} is a {task} set: use "
+                      + ("detection" if task == "detection" else "softmax, sigmoid or verb-noun"))
+    if task == "detection" and cfg.eval.temporal_views != 1:
+        raise _reject("eval.temporal_views", cfg.eval.temporal_views,
+                      f"{where} is a detection set, scored on the one clip centred on each keyframe: use 1")
     if m.head != "verb-noun" and 0 < m.num_classes < info.num_classes:
         raise _reject("model.num_classes", m.num_classes,
                       f"{where} has {info.num_classes} classes: use >= {info.num_classes}, or 0 to take its count")

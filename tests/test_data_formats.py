@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from avsf.config import ConfigError, build_config
-from avsf.data import aggregate_by_video, build_loader, dataset_info, load_rows, synth
+from avsf.data import build_loader, dataset_info, load_rows, synth
 from avsf.data.errors import ManifestError
 from avsf.data.formats import FORMATS, read_charades_csv, read_epic_csv, read_format, read_hmdb51, read_ucf101
-from avsf.data.manifest import Row, read_manifest
+from avsf.data.manifest import read_manifest
 from avsf.data.prepare import prepare
 
 
@@ -177,26 +176,9 @@ def test_charades_prepare_cuts_the_clips(tmp_path):
     assert json.loads((out / "classes.json").read_text())["classes"] == ["c2", "c9"]
 
 
-def test_aggregate_by_video_max_and_mean():
-    def row(video, label):
-        return Row(Path("x"), None, label, 1.0, 16.0, video=video)
-
-    rows = [row("A", [0]), row("A", [2]), row("B", [1]), row("", [1, 2])]
-    index = [0, 1, 1, 2, 3]  # row 1 has two views
-    scores = torch.tensor([[0.9, 0.1, 0.2], [0.1, 0.3, 0.8], [0.2, 0.5, 0.6], [0.4, 0.7, 0.0], [0.0, 0.0, 1.0]])
-    vids, mx, labels = aggregate_by_video(rows, index, scores, "max")
-    assert vids == ["A", "B", "row3"]
-    assert torch.allclose(mx, torch.tensor([[0.9, 0.5, 0.8], [0.4, 0.7, 0.0], [0.0, 0.0, 1.0]]))
-    assert labels.tolist() == [[1, 0, 1], [0, 1, 0], [0, 1, 1]]
-    _, mean, _ = aggregate_by_video(rows, index, scores, "mean")
-    assert torch.allclose(mean[0], torch.tensor([0.4, 0.3, 1.6 / 3]))
-    with pytest.raises(ValueError, match="how"):
-        aggregate_by_video(rows, index, scores, "median")
-
-
 def test_cli_format_list_matches_the_readers():
     from avsf.cli.data import PREPARE_FORMATS
 
-    assert PREPARE_FORMATS == FORMATS
+    assert PREPARE_FORMATS == (*FORMATS, "ava")  # ava: avsf.data.detection
     with pytest.raises(ManifestError, match="--format ucf101 needs --video-root"):
         read_format("ucf101", "x")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option, non_negative_int, positive_int
 
-# avsf.data.formats.FORMATS, spelled out so that building the parser does not import torch (a test
-# keeps the two equal)
-PREPARE_FORMATS = ("list", "kinetics", "epic", "epic55", "charades", "ucf101", "hmdb51")
+# avsf.data.formats.FORMATS and "ava" (avsf.data.detection), spelled out so that building the parser does
+# not import torch (a test keeps them equal)
+PREPARE_FORMATS = ("list", "kinetics", "epic", "epic55", "charades", "ucf101", "hmdb51", "ava")
 
 
 def register(sub) -> None:
@@ -37,6 +37,11 @@ def _register_synth(dsub) -> None:
                    help="tiny: a few clips per class at 48x40 (tests); small: 60 train clips per class at 96x80 "
                    "(default: small)")
     s.add_argument("--seed", type=non_negative_int, default=0, help="generator seed (default 0)")
+    # the names of avsf.data.BUILTIN_SETS, spelled out: importing avsf.data here would load torch for --help
+    s.add_argument("--dataset", choices=("synth", "synth-epic", "synth-charades", "synth-detection"), default="synth",
+                   help="which built-in set: the benchmark (default), the synthetic EPIC-Kitchens (verb/noun) or "
+                   "Charades (multi-label, long videos) counterparts (docs/tasks.md), or the detection split "
+                   "(docs/detection.md)")
     s.add_argument("--workers", type=positive_int, default=2, help="encoding processes (default 2)")
     add_progress_flag(s)
     s.set_defaults(func=run_synth)
@@ -47,11 +52,19 @@ def _register_prepare(dsub) -> None:
                         description="MANIFEST: 'path label' per line, or CSV with header path,label (paths relative "
                         "to the manifest, inside its folder unless --allow-outside-root). With --format F, MANIFEST is "
                         "that dataset's annotation file (ucf101/hmdb51: its split-list folder) and --video-root says "
-                        "where the videos are. See docs/data.md.")
-    r.add_argument("manifest", metavar="MANIFEST", help="the list of source videos (see above)")
+                        "where the videos are (docs/data.md). With --format ava, MANIFEST is one or more AVA annotation "
+                        "CSVs, each SPLIT=FILE or FILE (split read from its name: train, val or test), the videos "
+                        "<video_id>.<ext> under --video-root (docs/detection.md).")
+    r.add_argument("manifest", metavar="MANIFEST", nargs="+", help="the list of source videos (see above)")
     r.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write; point data.dataset at it")
     r.add_argument("--format", choices=PREPARE_FORMATS, default="list", help="what MANIFEST is (default: list)")
     r.add_argument("--video-root", metavar="DIR", help="videos folder for every --format but list")
+    r.add_argument("--labels", metavar="PBTXT", help="ava: the action list (ava_action_list_v2.2.pbtxt); rows of "
+                   "other actions are left out (default: every action id that occurs is a class)")
+    r.add_argument("--time-offset", type=float, default=0.0, metavar="S", help="ava: seconds to subtract from the "
+                   "CSV timestamps to get seconds of the video file (0 for AVA's full movies, 900 for 15-minute cuts)")
+    r.add_argument("--chunk-seconds", type=float, default=0.0, metavar="S", help="ava: cut each video into pieces "
+                   "of S seconds (plus 1.5 s each side) so clips decode from short files (default 0: whole videos)")
     r.add_argument("--kinetics-sounds", action="store_true", help="keep only the paper's 32 Kinetics-Sounds classes")
     r.add_argument("--split", default=None, help="kinetics: keep only this split")
     r.add_argument("--whole-videos", action="store_true",
@@ -113,9 +126,10 @@ def _loader_options(p, loaders: tuple[str, ...], default: str, loader_help: str)
 
 
 def run_synth(args) -> int:
-    from avsf.data.synth import generate
+    from avsf.data import BUILTIN_SETS
 
-    info = generate(args.out, args.scale, args.seed, workers=args.workers, progress=not args.no_progress)
+    info = BUILTIN_SETS[args.dataset].generate(args.out, args.scale, args.seed, workers=args.workers,
+                                                 progress=not args.no_progress)
     print(f"wrote {sum(info['split_sizes'].values())} clips ({info['split_sizes']}) to {args.out} "
           f"in {info['generation_s']:.1f} s")
     return 0
@@ -126,6 +140,15 @@ def run_prepare(args) -> int:
     from avsf.data.formats import read_format
     from avsf.data.prepare import prepare
 
+    if args.format == "ava":
+        from avsf.data.detection import run_prepare_ava
+
+        return run_prepare_ava(args)
+    if len(args.manifest) > 1:
+        print(f"avsf data prepare: {len(args.manifest)} MANIFEST files given; only --format ava reads several",
+              file=sys.stderr)
+        return 2
+    args.manifest = args.manifest[0]
     try:
         source = read_format(args.format, args.manifest, args.video_root, allow_outside_root=args.allow_outside_root,
                              split=args.split, kinetics_sounds=args.kinetics_sounds, whole_videos=args.whole_videos)

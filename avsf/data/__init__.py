@@ -7,7 +7,6 @@ Public API (the trainer and the benches call exactly these):
 - ``build_loader(cfg, split, mode, *, shard_id=0, num_shards=1, epoch=0, with_shifted_audio=False)``
   -> an AVLoader: iterable of batch dicts (docs/architecture.md) with ``len()``, ``iter_from(batch)``
   (exact resume) and the counters ``failed``, ``cpu_fallback_clips``, ``pyav_fallback_clips``.
-- ``aggregate_by_video(rows, index, scores, how)``: video-level scores of clips cut from one video.
 - Errors: ``ManifestError``, ``TooManyFailedClips``, ``PrepareError`` (avsf.data.errors).
 """
 
@@ -20,6 +19,7 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,7 +33,7 @@ log = logging.getLogger("avsf.data")
 SYNTH_VERSION = 1  # bump when the generator's output changes; keys the cache folder
 
 __all__ = ["TooManyFailedClips", "ManifestError", "PrepareError", "DatasetInfo", "dataset_info", "build_loader",
-           "AVLoader", "synth_root", "load_rows", "say_once", "aggregate_by_video"]
+           "AVLoader", "synth_root", "load_rows", "say_once", "BuiltinSet", "BUILTIN_SETS", "prepared_root"]
 
 
 @dataclass
@@ -45,8 +45,17 @@ class DatasetInfo:
     split_sizes: dict[str, int] = field(default_factory=dict)
     multi_label: bool = False
     verb_noun: bool = False
-    num_verbs: int = 0  # verb-noun datasets: the head sizes their format defines (0: not known here)
+    # verb-noun data (EPIC): the heads' sizes, from classes.json "verbs"/"nouns" (names) or "num_verbs"/
+    # "num_nouns" (what the format defines: avsf data prepare --format epic|epic55), else the largest index
+    num_verbs: int = 0
     num_nouns: int = 0
+    verb_names: list[str] = field(default_factory=list)
+    noun_names: list[str] = field(default_factory=list)
+    # "classification", or "detection" (classes.json `task`: per-box labels, docs/detection.md)
+    task: str = "classification"
+    # Per-clip inputs beyond the label (detection: the keyframe's boxes), added to every batch by
+    # the loaders: an object with `fields(rows, specs, mode, epoch) -> dict[str, Tensor]`.
+    annotations: Any = None
     folds: list[int] = field(default_factory=list)  # the official folds a dataset has (UCF101/HMDB51: 1, 2, 3)
     label_free: bool = False  # data.label_free: labels were not read (sizes only)
 
@@ -57,8 +66,35 @@ def cache_dir(cfg: Config) -> Path:
     return Path(base).expanduser()
 
 
+@dataclass(frozen=True)
+class BuiltinSet:
+    """A generated data set that `data.dataset = <name>` selects: `generator` ("module:function",
+    imported on first use) writes it with (out, scale, seed, workers=...); `version` keys the cache
+    folder (bump it when the output changes)."""
+
+    generator: str
+    version: int
+
+    def generate(self, out: str | Path, scale: str, seed: int, *, workers: int = 2, progress: bool = False) -> dict:
+        """Write the set into `out` (imported here: the generators load numpy and PyAV)."""
+        import importlib
+
+        module, function = self.generator.split(":")
+        return getattr(importlib.import_module(module), function)(out, scale, seed, workers=workers, progress=progress)
+
+
+BUILTIN_SETS: dict[str, BuiltinSet] = {
+    "synth": BuiltinSet("avsf.data.synth:generate", SYNTH_VERSION),
+    "synth-detection": BuiltinSet("avsf.data.synth_detection:generate", 1),  # docs/detection.md
+    "synth-epic": BuiltinSet("avsf.data.synth_tasks:generate_epic", 1),  # docs/tasks.md
+    "synth-charades": BuiltinSet("avsf.data.synth_tasks:generate_charades", 1),
+}
+
+
 def synth_root(cfg: Config) -> Path:
-    return cache_dir(cfg) / f"synth-{cfg.data.synth_scale}-seed{cfg.data.synth_seed}-v{SYNTH_VERSION}"
+    name = cfg.data.dataset if cfg.data.dataset in BUILTIN_SETS else "synth"
+    version = BUILTIN_SETS[name].version
+    return cache_dir(cfg) / f"{name}-{cfg.data.synth_scale}-seed{cfg.data.synth_seed}-v{version}"
 
 
 @contextmanager
@@ -75,9 +111,9 @@ def _file_lock(path: Path):
 
 
 def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
-    """The synthetic benchmark's folder, generated on first use (atomic, one process at a time)."""
-    from avsf.data import synth
-
+    """The synthetic benchmark's folder (or another built-in set's), generated on first use
+    (atomic, one process at a time)."""
+    name = cfg.data.dataset if cfg.data.dataset in BUILTIN_SETS else "synth"
     root = synth_root(cfg)
     if (root / "classes.json").exists():
         return root
@@ -86,9 +122,10 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
             return root
         tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        log.info("generating the synthetic benchmark (%s, seed %d) into %s", cfg.data.synth_scale,
+        log.info("generating the built-in set %s (%s, seed %d) into %s", name, cfg.data.synth_scale,
                  cfg.data.synth_seed, root)
-        synth.generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed, workers=workers or max(1, min(2, os.cpu_count() or 1)))
+        BUILTIN_SETS[name].generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed,
+                                    workers=workers or max(1, min(2, os.cpu_count() or 1)))
         if root.exists():
             shutil.rmtree(root)
         os.rename(tmp, root)
@@ -96,14 +133,21 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
 
 
 def dataset_root(cfg: Config) -> Path:
-    if cfg.data.dataset == "synth":
+    if cfg.data.dataset in BUILTIN_SETS:
         return ensure_synth(cfg)
-    root = Path(cfg.data.dataset).expanduser()
+    return prepared_root(cfg.data.dataset)
+
+
+def prepared_root(dataset: str) -> Path:
+    """The folder a prepared `data.dataset` names; ConfigError when it holds no manifest (checked
+    without reading any video, so a study can check its data before it starts)."""
+    root = Path(dataset).expanduser()
     if root.is_file():
         root = root.parent
     if not (root / "manifest.csv").exists() and not (root / "train.csv").exists():
-        raise ConfigError(f"data.dataset '{cfg.data.dataset}' has no manifest.csv; "
-                          "run `avsf data prepare MANIFEST --out DIR` and point data.dataset at DIR")
+        raise ConfigError(f"data.dataset: '{dataset}' is neither a built-in set ({', '.join(BUILTIN_SETS)}) nor "
+                          "a folder holding manifest.csv; run `avsf data prepare MANIFEST --out DIR` and point "
+                          "data.dataset at DIR")
     return root
 
 
@@ -144,7 +188,7 @@ def dataset_info(cfg: Config) -> DatasetInfo:
     folds = [int(k) for k in meta.get("folds", [])]
     _check_fold(cfg, root, folds)
     label_free = cfg.data.label_free
-    sizes, multi, vn, max_label = {}, False, False, -1
+    sizes, multi, vn, max_label, max_verb, max_noun = {}, False, False, -1, -1, -1
     for split in ("train", "val", "test"):
         rows = load_rows(root, split, fold=cfg.data.fold, label_free=label_free)
         sizes[split] = len(rows)
@@ -153,35 +197,28 @@ def dataset_info(cfg: Config) -> DatasetInfo:
             vn |= r.verb >= 0 and r.noun >= 0
             labels = r.label if isinstance(r.label, list) else [r.label]
             max_label = max([max_label, *labels])
+            max_verb, max_noun = max(max_verb, r.verb), max(max_noun, r.noun)
     names = list(meta.get("classes") or [str(i) for i in range(max_label + 1)])
+    verbs = list(meta.get("verbs") or [str(i) for i in range(max(int(meta.get("num_verbs", 0)), max_verb + 1))]) \
+        if vn else []
+    nouns = list(meta.get("nouns") or [str(i) for i in range(max(int(meta.get("num_nouns", 0)), max_noun + 1))]) \
+        if vn else []
     groups = {k: list(v) for k, v in (meta.get("groups") or {}).items()}
+    task = str(meta.get("task") or "classification")
+    annotations = None
+    if task in ANNOTATIONS:  # e.g. detection's boxes.csv, read once per description
+        import importlib
+
+        module, function = ANNOTATIONS[task].split(":")
+        annotations = getattr(importlib.import_module(module), function)(root, cfg)
     return DatasetInfo(root=root, class_names=names, groups=groups, num_classes=len(names), split_sizes=sizes,
-                       multi_label=multi, verb_noun=vn, num_verbs=int(meta.get("num_verbs", 0)),
-                       num_nouns=int(meta.get("num_nouns", 0)), folds=folds, label_free=label_free)
+                       multi_label=multi, verb_noun=vn, task=task, annotations=annotations, num_verbs=len(verbs),
+                       num_nouns=len(nouns), verb_names=verbs, noun_names=nouns, folds=folds, label_free=label_free)
 
 
-def aggregate_by_video(rows: list[Row], index, scores: torch.Tensor, how: str = "max"):
-    """Video-level scores from clip scores: the clips whose rows share `Row.video` (Charades spans cut
-    from one video; a row without a video id is its own video) pooled by `how` = "max" (the paper's
-    Charades inference, A.6: temporal max-pooling) or "mean". `index`: the row of each score row
-    (predictions.json's index; several views of a row pool too). Returns (video ids in first-seen
-    order, scores (V, C), multi-hot labels (V, C): the union of the clips' labels)."""
-    if how not in ("max", "mean"):
-        raise ValueError(f"how must be 'max' or 'mean', got {how!r}")
-    scores = torch.as_tensor(scores, dtype=torch.float32)
-    ids = [rows[int(i)].video or f"row{int(i)}" for i in index]
-    videos = list(dict.fromkeys(ids))
-    pos = torch.tensor([videos.index(v) for v in ids]) if videos else torch.zeros(0, dtype=torch.int64)
-    n, c = len(videos), scores.shape[1]
-    if how == "max":
-        out = torch.full((n, c), -torch.inf).scatter_reduce(0, pos[:, None].expand(-1, c), scores, "amax")
-    else:
-        out = torch.zeros(n, c).index_add(0, pos, scores) / torch.bincount(pos, minlength=n)[:, None]
-    labels = torch.zeros(n, c)
-    for i, p in zip(index, pos.tolist()):
-        lab = rows[int(i)].label
-        labels[p, lab if isinstance(lab, list) else [lab]] = 1.0
-    return videos, out, labels
+ANNOTATIONS: dict[str, str] = {"detection": "avsf.data.detection:load_annotations"}
+"""Task (classes.json `task`) -> "module:function" that reads the data set's per-clip
+annotations beyond the label, (root, cfg) -> an object with `fields` (see DatasetInfo)."""
 
 
 # ----------------------------------------------------------------------------- loader
@@ -327,6 +364,8 @@ class AVLoader:
         batch["index"] = torch.tensor([s.row for s in kept], dtype=torch.int64)
         if self.mode == "test":
             batch["view"] = torch.tensor([s.view for s in kept], dtype=torch.int64)
+        if self.info.annotations is not None:
+            batch.update(self.info.annotations.fields([self.rows[s.row] for s in kept], kept, self.mode, self.epoch))
         return batch
 
     # -- DALI
@@ -357,94 +396,79 @@ class AVLoader:
         return parts
 
     def _iter_dali(self, chunks: list[list[ClipSpec]], total: int):
+        """GPU-routed clips through an in-process NVDEC stream, the rest through CPU worker processes
+        (avsf.data.dali_loader's docstring says why); a batch joins both, in plan order."""
         from concurrent.futures import ThreadPoolExecutor
 
         from avsf.data.dali_loader import DaliStream
+        from avsf.data.decode import CpuDecoder, cpu_loader
 
         parts = self._plan_routes(chunks)
-        pin = torch.cuda.is_available()
-        kw = dict(batch_size=self.batch_size, num_threads=self.cfg.data.num_threads,
-                  with_shifted_audio=self.with_shifted_audio)
+        decoder = CpuDecoder(self.g, self.cfg, self.rows, mode=self.mode, batch_size=self.batch_size,
+                             with_shifted_audio=self.with_shifted_audio)
+        cpu_jobs = {j: (parts["cpu"][j], parts["pyav"][j]) for j in range(len(chunks))
+                    if parts["cpu"][j] or parts["pyav"][j]}
+        # the worker processes fork now, before this process holds any GPU pipeline
+        cpu = iter(cpu_loader(list(cpu_jobs.values()), decoder, workers=self.cfg.data.num_threads,
+                              pin=torch.cuda.is_available())) if cpu_jobs else None
         with ThreadPoolExecutor(2, thread_name_prefix="avsf-read") as pool:
-            streams = {r: iter(DaliStream([p for p in parts[r] if p], self.g, self.cfg.data, gpu=r == "gpu",
-                                          pin=pin and r == "cpu", pool=pool, **kw))
-                       for r in ("gpu", "cpu") if any(parts[r])}
+            gpu = iter(DaliStream([p for p in parts["gpu"] if p], self.g, self.cfg.data, gpu=True, pool=pool,
+                                  batch_size=self.batch_size, num_threads=self.cfg.data.num_threads,
+                                  with_shifted_audio=self.with_shifted_audio)) if any(parts["gpu"]) else None
             try:
-                yield from self._merge(chunks, parts, streams, total)
+                for j, chunk in enumerate(chunks):
+                    batch = self._join(chunk, next(gpu) if parts["gpu"][j] else None,
+                                       next(cpu) if j in cpu_jobs else None, decoder, total)
+                    if batch is not None:
+                        yield batch
             finally:
-                for stream in streams.values():
-                    stream.close()  # generators: stops each pipeline now, not at the next garbage collection
+                if gpu is not None:
+                    gpu.close()  # stops the pipeline now, not at the next garbage collection
+                decoder.close()
+                del cpu  # stops the worker processes
 
-    def _merge(self, chunks: list[list[ClipSpec]], parts: dict, streams: dict, total: int):
-        """One batch per chunk from the routes' streams, in order."""
-        for j, chunk in enumerate(chunks):
-            results = [(r, next(stream)) for r, stream in streams.items() if parts[r][j]]
-            if len(results) == 1 and results[0][0] == self.device and len(results[0][1].kept) == len(chunk):
-                yield self._batch(results[0][1].outs, chunk)  # the common case: no copy, no reordering
-                continue
-            pieces: dict[int, list] = {}
-            for r, res in results:
-                self._collect(res, r, pieces, total)
-            if parts["pyav"][j]:
-                self._fallback(parts["pyav"][j], "pyav", pieces, total)
-            if pieces:
-                yield self._assemble(chunk, pieces)
+    def _join(self, chunk: list[ClipSpec], res, cpu: dict | None, decoder, total: int) -> dict | None:
+        """One batch from its GPU part (a PartResult) and its CPU part (CpuDecoder.decode's dict)."""
+        if res is not None and cpu is None and len(res.kept) == len(chunk):
+            return self._batch(res.outs, chunk)  # all on the GPU, in order: no copy
+        pieces: dict[int, list] = {}
+        if res is not None:
+            for it, e in res.unreadable:
+                self._skip(it.video, it.spec.row, e, total)
+            for k, it in enumerate(res.kept):
+                pieces[it.pos] = [o[k] for o in res.outs]
+            if res.failed:  # NVDEC refused them at run time: the CPU decoder here, then PyAV
+                say_once(("runtime-cpu", str(self.info.root)), f"NVDEC refused clip(s) of {self.info.root} at run "
+                         f"time (first: {res.failed[0][0].video}: {str(res.failed[0][1]).splitlines()[:1]}); decoding "
+                         "them on the CPU, counted in cpu_fallback_clips")
+                self._take(decoder.decode([it for it, _ in res.failed], []), pieces, total)
+        if cpu is not None:
+            if not pieces and cpu["pos"] == list(range(len(chunk))):
+                self._count_cpu(cpu)
+                return self._batch([self._to_device(o) for o in cpu["outs"]], chunk)  # the common CPU case
+            self._take(cpu, pieces, total)
+        return self._assemble(chunk, pieces) if pieces else None
 
-    def _collect(self, res, route: str, pieces: dict, total: int) -> None:
-        """Take one part's clips into `pieces` (pos -> per-clip tensors); its failures go on down the routes."""
-        for it, e in res.unreadable:
-            self._skip(it.video, it.spec.row, e, total)
-        for k, it in enumerate(res.kept):
-            pieces[it.pos] = [o[k] for o in res.outs]
-        if route == "cpu" and self.device == "gpu":
-            self.cpu_fallback_clips += len(res.kept)
-        if res.failed:
-            self._fallback([it for it, _ in res.failed], "cpu" if route == "gpu" else "pyav", pieces, total,
-                           errors={id(it): e for it, e in res.failed})
+    def _take(self, got: dict, pieces: dict, total: int) -> None:
+        """A CpuDecoder result into `pieces`: its clips, its counts; its failures logged and counted."""
+        for pos, row, path, message in got["failed"]:
+            self._skip(path, row, message, total)
+        for k, pos in enumerate(got["pos"]):
+            pieces[pos] = [o[k] for o in got["outs"]]
+        self._count_cpu(got)
 
-    def _fallback(self, items: list, route: str, pieces: dict, total: int, errors: dict | None = None) -> None:
-        """Decode `items` on `route` ("cpu": DALI's CPU decoder, one clip at a time; "pyav"); what
-        fails there goes on to PyAV, and what PyAV cannot decode is skipped and counted."""
-        from avsf.data.dali_loader import decode_each
+    def _count_cpu(self, got: dict) -> None:
+        self.pyav_fallback_clips += got["pyav"]
+        if self.device == "gpu":
+            self.cpu_fallback_clips += got["dali"] + got["pyav"]
 
-        errors = dict(errors or {})
-        if route == "cpu":
-            say_once(("runtime-cpu", str(self.info.root)), f"NVDEC refused clip(s) of {self.info.root} at run time "
-                     f"(first: {items[0].video}: {str(errors.get(id(items[0]), '')).splitlines()[:1]}); decoding "
-                     "them on the CPU, counted in cpu_fallback_clips")
-            rest = []
-            for it, got in decode_each(items, self.g, self.cfg.data, num_threads=self.cfg.data.num_threads, gpu=False,
-                                       with_shifted_audio=self.with_shifted_audio):
-                if isinstance(got, Exception):
-                    errors[id(it)] = got
-                    rest.append(it)
-                else:
-                    pieces[it.pos] = [o[0] for o in got]
-                    self.cpu_fallback_clips += 1
-            items = rest
-        for it in items:
-            try:
-                pieces[it.pos] = self._pyav(it)
-            except Exception as e:
-                self._skip(it.video, it.spec.row, errors.get(id(it), e), total)
-                continue
-            self.pyav_fallback_clips += 1
-            self.cpu_fallback_clips += self.device == "gpu"
-
-    def _pyav(self, it) -> list[torch.Tensor]:
-        from avsf.data.reference import make_sample
-
-        s = make_sample(self.rows[it.spec.row], it.spec, self.g, self.cfg, self.mode, self.with_shifted_audio)
-        out = [s["fast"], s["audio"][0]]
-        if self.with_shifted_audio:
-            out.append(s["audio_shifted"][0])
-        return out
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """GPU decode gives CUDA batches; clips decoded on the CPU join them there."""
+        return t.to("cuda", non_blocking=True) if self.device == "gpu" else t
 
     def _assemble(self, chunk: list[ClipSpec], pieces: dict[int, list]) -> dict:
         order = sorted(pieces)
-        dev = torch.device("cuda") if self.device == "gpu" else None
-        outs = [torch.stack([pieces[p][k].to(dev, non_blocking=True) if dev else pieces[p][k] for p in order])
-                for k in range(len(pieces[order[0]]))]
+        outs = [torch.stack([self._to_device(pieces[p][k]) for p in order]) for k in range(len(pieces[order[0]]))]
         return self._batch(outs, [chunk[p] for p in order])
 
     def _batch(self, outs: list[torch.Tensor], kept: list[ClipSpec]) -> dict:
@@ -460,6 +484,7 @@ class AVLoader:
 
         specs = [s for chunk in chunks for s in chunk]
         ds = ClipDataset(self.rows, specs, self.g, self.cfg, mode=self.mode, with_shifted_audio=self.with_shifted_audio)
+        planned = {(s.row, s.view): s for s in specs}  # the specs of the clips that decoded (crop, flip: boxes)
         batches, k = [], 0
         for chunk in chunks:
             batches.append(list(range(k, k + len(chunk))))
@@ -475,8 +500,7 @@ class AVLoader:
             if "fast" not in batch:
                 continue
             rows, views = batch.pop("_row").tolist(), batch.pop("_view").tolist()
-            kept = [ClipSpec(r, v, (), (0, 0), (0, 0, 0), False, 0) for r, v in zip(rows, views)]
-            yield self._finish(batch, kept)
+            yield self._finish(batch, [planned[(r, v)] for r, v in zip(rows, views)])
 
 
 _SAID: set = set()

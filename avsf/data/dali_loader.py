@@ -1,20 +1,26 @@
 """The DALI pipeline: video decode, resize, crop, flip, normalise; audio decode + log-mel.
 
 Python picks what to read (avsf.data.sampling: frame indices, crop box, flip, audio window);
-DALI does the heavy work on `num_threads` threads: ``fn.decoders.video(frames=...)`` (CPU, or
-"mixed" = NVDEC on a GPU), ``fn.resize``, ``fn.slice``, ``fn.crop_mirror_normalize``;
-``fn.decoders.audio`` on the FLAC sidecar, ``fn.slice`` (silence-padded), ``fn.spectrogram``
-+ ``fn.mel_filter_bank`` + log.
+DALI does the heavy work: ``fn.decoders.video(frames=...)`` (CPU, or "mixed" = NVDEC on a GPU),
+``fn.resize``, ``fn.slice``, ``fn.crop_mirror_normalize``; ``fn.decoders.audio`` on the FLAC
+sidecar, ``fn.slice`` (silence-padded), ``fn.spectrogram`` + ``fn.mel_filter_bank`` + log.
 
-Pipelining (`DaliStream`): the pipeline pulls its inputs from a Python callback and runs
-asynchronously `PREFETCH` batches ahead of the consumer (DALI's dynamic executor), so decoding
-the next batches overlaps the training step; the files of the batches after those are read by
-a small thread pool meanwhile. A batch that raises is re-run clip by clip; the dynamic executor
-ties an error to its own iteration, so the batches in flight behind it are unaffected.
+Two ways of running it, both overlapping decoding with the training step:
 
-Routing (`decode_route`): on a GPU, a video NVDEC cannot decode (below its 128x128 minimum,
-above its maximum, or a codec it lacks) goes to DALI's CPU decoder instead, and a codec no DALI
-backend decodes goes to PyAV (the reference decoder).
+- GPU (`DaliStream`): one pipeline in the training process pulls its inputs from a Python callback
+  and runs asynchronously `PREFETCH` batches ahead of the consumer (DALI's dynamic executor); the
+  files of the batches after those are read by a small thread pool meanwhile.
+- CPU (`CpuDecoder` in `CpuBatches`, avsf.data.decode): `num_threads` DataLoader worker processes,
+  each running a one-thread pipeline on whole batches, prefetching as the reference loader's
+  workers do. Why processes: DALI runs the CPU operators of a pipeline one after another (its
+  OperatorConcurrency note), so one multi-threaded pipeline kept about one core busy on this
+  2-core VM while the reference loader's worker processes took two; in processes DALI keeps its
+  lower CPU cost per clip (about 5.5 ms against 10 ms here) and gets the same share of the machine.
+
+A batch that raises is re-run clip by clip (the dynamic executor ties an error to its own
+iteration, so batches in flight behind it are unaffected). Routing (`decode_route`): on a GPU, a
+video NVDEC cannot decode (below its 128x128 minimum, above its maximum, or a codec it lacks)
+goes to DALI's CPU decoder instead, and a codec no DALI backend decodes goes to PyAV.
 """
 
 from __future__ import annotations
@@ -124,8 +130,8 @@ def input_dtypes():
 
 
 def build_pipeline(g: ClipGeometry, data_cfg, *, batch_size: int, num_threads: int, gpu: bool,
-                   with_shifted_audio: bool, source, seed: int = 0):
-    """An asynchronous pipeline (dynamic executor, PREFETCH batches ahead) whose inputs come from
+                   with_shifted_audio: bool, source, seed: int = 0, prefetch: int = PREFETCH):
+    """An asynchronous pipeline (dynamic executor, `prefetch` batches ahead) whose inputs come from
     `source()`: a tuple of per-sample lists in INPUTS order (the last one only with shifted audio)."""
     from nvidia.dali import fn, pipeline_def, types
     import nvidia.dali.math as dmath
@@ -135,7 +141,7 @@ def build_pipeline(g: ClipGeometry, data_cfg, *, batch_size: int, num_threads: i
     n_in = len(INPUTS) - (0 if with_shifted_audio else 1)
 
     @pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=0 if gpu else None, seed=seed,
-                  exec_dynamic=True, prefetch_queue_depth=PREFETCH)
+                  exec_dynamic=True, prefetch_queue_depth=prefetch)
     def pipe():
         ins = fn.external_source(source=source, num_outputs=n_in, dtype=input_dtypes()[:n_in], batch=True)
         enc, frames, rsize, anchor, cshape, flip, abytes, astart, ashape = ins[:9]

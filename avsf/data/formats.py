@@ -14,7 +14,7 @@ the row and what to do. Formats:
   participant, P01-P25 train, P26-P31 val.
 - ``charades``: multi-label; by default one clip per annotated span, cut to it and labelled with
   every class whose spans cover at least half of it (identical spans merge into one clip); rows
-  keep their video id so clip scores aggregate per video (avsf.data.aggregate_by_video).
+  keep their video id (the `video` column), so evaluation pools a video's clips (eval.video_pool).
   ``whole_videos=True``: one row per video with all its classes.
 - ``ucf101`` / ``hmdb51``: the official three train/test folds from their list files; one row per
   video with columns split1..split3 (train | test | empty), chosen by ``data.fold``.

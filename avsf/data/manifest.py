@@ -3,9 +3,13 @@ avsf.data.formats).
 
 Loader-ready (`manifest.csv`, `train.csv`, ... written by `synth` and `prepare`), header:
 ``path,audio,label,duration,fps[,has_audio][,height,width,codec][,split][,split1,split2,split3]
-[,verb,noun][,video]``; paths relative to the file's folder. ``label`` is a class index, or ``3;7``
-(several indices; ``3;`` a multi-label row with one) for multi-label data. ``split1..3``: a dataset's official folds (train/test per
-video, empty = not in that fold). ``video``: the source video of a clip cut from it.
+[,verb,noun][,video][,keyframe]``; paths relative to the file's folder. ``label`` is a class index,
+or ``3;7`` (several indices; ``3;`` a multi-label row with one) for multi-label data. ``split1..3``:
+a dataset's official folds (train/test per video, empty = not in that fold). ``video``: the source
+video of a clip cut from it (Charades spans; eval pools a video's clips). ``keyframe`` (seconds into
+the file) centres every clip of the row on that time (detection: one row per annotated keyframe,
+docs/detection.md). Columns the loader does not read are kept in `Row.extra` as text (detection
+keys its boxes by the `video_id` and `timestamp` columns).
 
 Every reader takes UTF-8 with or without a byte-order mark and LF or CRLF line ends, and names
 the file, the row and what to do in its errors.
@@ -20,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from avsf.data.errors import ManifestError
+
+_ROW_COLUMNS = frozenset(("path", "audio", "label", "duration", "fps", "has_audio", "verb", "noun", "height", "width",
+                          "codec", "video", "keyframe", "split"))
+
 
 @dataclass
 class Row:
@@ -37,6 +45,8 @@ class Row:
     width: int = 0
     codec: str = ""  # "": unknown (as FFmpeg names it: vp9, h264, ...; picks the decoder on a GPU)
     video: str = ""  # the source video a clip was cut from (Charades spans): clips aggregate per video
+    keyframe: float = -1.0  # >= 0: clips are centred on this time (s into the file); -1: sampled as usual
+    extra: dict = field(default_factory=dict)  # the manifest's other columns, as text
 
 
 @dataclass
@@ -51,10 +61,11 @@ class SourceRow:
     line: int = 0  # its line (or CSV row) in the file it came from, for reports
 
 
-def write_manifest(path: str | Path, rows: list[dict]) -> None:
+def write_manifest(path: str | Path, rows: list[dict], columns: tuple[str, ...] | None = None) -> None:
+    """CSV with a header (`columns`, else every key of the rows in first-seen order), atomically."""
     path = Path(path)
-    keys: list[str] = []
-    for r in rows:
+    keys: list[str] = list(columns or ())
+    for r in rows if columns is None else ():
         for k in r:
             if k not in keys:
                 keys.append(k)
@@ -124,7 +135,7 @@ def read_manifest(path: str | Path, split: str | None = None, *, split_column: s
             rows.append(_row(root, r, label_free))
         except (ValueError, TypeError, KeyError) as e:
             raise ManifestError(f"{path}, row {i}: cannot read {dict(r)} ({e}); labels must be class indices "
-                                "(or '3;7' for multi-label), duration/fps numbers") from None
+                                "(or '3;7' for multi-label), duration/fps/keyframe numbers") from None
     return rows
 
 
@@ -147,6 +158,8 @@ def _row(root: Path, r: dict, label_free: bool) -> Row:
         width=int(r.get("width") or 0),
         codec=(r.get("codec") or "").strip().lower(),
         video=(r.get("video") or "").strip(),
+        keyframe=float(r.get("keyframe") or -1.0),
+        extra={k: v for k, v in r.items() if k not in _ROW_COLUMNS and k is not None},
     )
 
 

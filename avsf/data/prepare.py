@@ -298,6 +298,16 @@ def _run_jobs(jobs: list[tuple[int, SourceRow]], out: Path, workers: int, progre
     return results
 
 
+def prepare_files(rows: list[SourceRow], out: Path, *, workers: int = 2, progress: bool = True) -> dict[int, dict]:
+    """`prepare_one` for every row, in `workers` worker processes (a dead worker's file is reported
+    failed; a full disk raises PrepareError): {row position: its result}."""
+    return _run_jobs(list(enumerate(rows)), Path(out), workers, progress)
+
+
+def write_report(out: Path, report: dict) -> None:
+    _write_json(Path(out) / "report.json", report)
+
+
 def _jobs_path(jobs: list[tuple[int, SourceRow]], i: int) -> str:
     src = dict(jobs)[i]
     return f"row {_line(src, i)} ({src.path})"
@@ -353,7 +363,7 @@ def prepare(rows: list[SourceRow] | Source, out: str | Path, *, workers: int = 2
                   "skipped_already_prepared": skipped, "total": len(rows)}
         write_manifest(out / "manifest.csv", manifest)
         _write_json(out / "classes.json", {"classes": names, "groups": {}, **source.info})
-        _write_json(out / "report.json", report)
+        write_report(out, report)
     except OSError as e:
         if e.errno in DISK_FULL:
             raise PrepareError(f"{out}: no space left on the device ({e}); free space or choose another --out, then "

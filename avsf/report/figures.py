@@ -18,12 +18,16 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from avsf.report import style
 from avsf.report.data import ReportData, Row, fmt_gflops, metric_name
 from avsf.report.latex import plain
+
+if TYPE_CHECKING:
+    from avsf.report.evidence import Evidence
 
 
 @dataclass
@@ -91,7 +95,7 @@ def metric_figure(data: ReportData, out_dir: Path) -> Figure | None:
             for i, (r, v) in enumerate(paper):
                 ax2.plot(i, v, "o", color=colours[r.name], markersize=6)
             ax2.set_xticks(range(len(paper)), [r.label for r, _ in paper])
-            ax2.set_title("paper (Kinetics-400, one run)")
+            ax2.set_title(f"paper ({data.paper_data}, one run)")
             spans.append((min(v for _, v in paper), max(v for _, v in paper)))
         _same_scale(axes[0], spans)
         for a in axes[0]:
@@ -213,10 +217,26 @@ def gain_pair(data: ReportData) -> tuple[Row, Row, str] | None:
     return candidates[0], base, why
 
 
+def _detection_gains(ev: "Evidence", best: Row, base: Row) -> list[dict] | None:
+    """Detection (Fig. A.1): per class, the frame-AP gain (points) with a 95 % interval over
+    seed and keyframe draws; n = the class's ground-truth boxes."""
+    seeds = ev.seeds_of(base.name)
+    if not seeds or not ev.seeds_of(best.name):
+        return None
+    record = ev.preds[(base.name, seeds[0])].extra["record"]
+    names = record["classes"] or [str(c) for c in range(len(record["detections"]["scores"][0]))]
+    counts = [sum(c in labels for f in record["keyframes"] for labels in f["labels"]) for c in range(len(names))]
+    comps = ev.compare(best.name, base.name, "mAP", [[c] for c in range(len(names))])
+    return [{"class": n, "n": k, "gain": c.diff.estimate * 100, "low": c.diff.low * 100, "high": c.diff.high * 100}
+            for n, k, c in zip(names, counts, comps) if k]
+
+
 def _class_gains(data: ReportData, best: Row, base: Row) -> list[dict] | None:
     """Per class: gain (points) of best over base with a 95 % interval, from the predictions;
     else from per_class.json means without an interval. n = test clips of the class."""
     ev = data.evidence
+    if ev is not None and ev.kind == "detection":
+        return _detection_gains(ev, best, base)
     cm = ev.class_masks(base.name) if ev else None
     if cm is not None and ev.seeds_of(best.name):
         names, masks = cm
@@ -233,10 +253,9 @@ def _class_gains(data: ReportData, best: Row, base: Row) -> list[dict] | None:
 
 
 def _group_of(data: ReportData, classes: list[str]) -> dict[str, str]:
-    groups = data.evidence.groups if data.evidence else {}
-    if not groups:
-        pc = next((r.per_class() for row in data.rows for r in row.runs if r.per_class()), None) or {}
-        groups = pc.get("groups") or {}
+    pc = next((r.per_class() for row in data.rows for r in row.runs if r.per_class()), None) or {}
+    groups = (data.evidence.groups if data.evidence else {}) or pc.get("groups") or {}
+    classes = [str(c) for c in pc.get("classes") or classes]  # members are indices of all classes
     out = {}
     for g, members in groups.items():
         for m in members:
@@ -271,7 +290,7 @@ def per_class_figure(data: ReportData, out_dir: Path) -> tuple[Figure | None, di
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(range(len(recs)), [f"{r['class']} (n={r['n']})" if r["n"] else r["class"] for r in recs],
                       rotation=90, fontsize=6 if len(recs) > 30 else 7)
-        ax.set_ylabel("per-class top-1 gain (points)")
+        ax.set_ylabel(f"per-class {_per_class_metric(data)} gain (points)")
         ax.set_title(f"{plain(data.named(best))} minus {plain(data.named(base))}, per class (Fig. A.1 style)")
         ax.legend(title="class group", loc="upper right", fontsize=7)
         paths = style.save_figure(fig, out_dir, "per_class_gain")
@@ -279,11 +298,25 @@ def per_class_figure(data: ReportData, out_dir: Path) -> tuple[Figure | None, di
             _gain_info(data, best, base, why, recs, group))
 
 
+def _per_class_metric(data: ReportData) -> str:
+    """What per_class.json measures: "top-1", "noun top-1" (EPIC), "AP" (multi-label; detection's
+    frame AP at IoU 0.5)."""
+    if data.evidence is not None and data.evidence.kind == "detection":
+        return "AP"
+    what = data.per_class_metric()
+    return "AP" if what == "average precision" else what.replace(" accuracy", "")
+
+
 def _gain_caption(data: ReportData, best: Row, why: str, recs: list[dict]) -> str:
     has_ci = not math.isnan(recs[0]["low"])
-    return (f"Per-class test top-1 of {data.named(best)} (the best audiovisual variant) minus {why}, sorted; "
-            + ("bars are 95 % paired bootstrap intervals over seeds and the class's test clips (n per class in "
-               "the labels)" if has_ci else "means over seeds (no predictions.json: no intervals)")
+    detection = data.evidence is not None and data.evidence.kind == "detection"
+    what = "frame AP (IoU 0.5)" if detection else _per_class_metric(data)
+    drawn = ("test keyframes (n = the class's ground-truth boxes" if detection else
+             "the class's test clips (n per class")
+    return (f"Per-class test {what} of {data.named(best)} (the best audiovisual variant) minus {why}, sorted; "
+            + (f"bars are 95 % paired bootstrap intervals over seeds and {drawn} in "
+               "the labels)" if has_ci else "means over seeds (no per-class intervals: they need single-label or "
+               "detection predictions.json)")
             + "; colours are class groups.")
 
 

@@ -4,6 +4,8 @@ per-clip outcomes the report's statistics are computed from.
     {"split": "test", "classes": [...], "index": [int],          # manifest rows, one per clip
      "label": [int] | [[0/1, ...]], "scores": [[float]]}          # single- / multi-label
     # verb-noun datasets (EPIC): "verb", "noun", "verb_scores", "noun_scores" instead
+    # detection: "task": "detection", one "index" per keyframe, "keyframes", "detections"
+    # (docs/architecture.md); its statistics resample keyframes (avsf.eval.detection)
 
 Scores are class probabilities after view aggregation. A file that breaks the contract is an
 error naming the file, the key and what is wrong, raised before any report file is written.
@@ -30,7 +32,7 @@ class ReportError(ConfigError):
 @dataclass
 class Predictions:
     path: Path
-    kind: str  # "single", "multi" or "verb_noun"
+    kind: str  # "single", "multi", "verb_noun" or "detection"
     index: np.ndarray  # (N,) manifest rows
     classes: list[str]
     label: np.ndarray | None = None  # (N,) int or (N, C) 0/1
@@ -80,6 +82,13 @@ def parse_predictions(obj: Any, path: Path) -> Predictions:
     if len(np.unique(index)) != n:
         raise ReportError(f"{path}: key 'index' repeats a manifest row; one entry per test clip is allowed")
     classes = [str(c) for c in obj.get("classes") or []]
+    if obj.get("task") == "detection":  # boxes per keyframe (avsf.eval.detection): resampled by keyframe
+        from avsf.eval.detection import record_problem
+
+        problem = record_problem(obj)
+        if problem:
+            raise ReportError(f"{path}: {problem} (contract 3, detection)")
+        return Predictions(path, "detection", index, classes, extra={"record": obj})
     if "verb_scores" in obj:
         vs = _array(obj, "verb_scores", path, np.float64, 2, n)
         ns = _array(obj, "noun_scores", path, np.float64, 2, n)
@@ -143,7 +152,7 @@ def outcome(pred: Predictions, key: str) -> np.ndarray | None:
         if key in ("top1", "top5"):
             return M.action_topk_correct(t(pred.verb_scores), t(pred.noun_scores), t(pred.verb), t(pred.noun),
                                          k).numpy().astype(float)
-        head = key.split("_", 1)[1] if "_" in key else ""
+        head = key.split("_")[1] if "_" in key else ""  # top1_noun and its groups (top1_noun_audio)
         if head in ("verb", "noun"):
             return _topk(getattr(pred, f"{head}_scores"), getattr(pred, head), k).astype(float)
         return None
@@ -156,11 +165,13 @@ def outcome(pred: Predictions, key: str) -> np.ndarray | None:
     return None
 
 
-def group_mask(pred: Predictions, members: list[Any]) -> np.ndarray:
-    """(N,) 1 for the clips whose label is one of a group's classes (indices or class names)."""
+def group_mask(pred: Predictions, members: list[Any], head: str = "") -> np.ndarray:
+    """(N,) 1 for the clips whose label is one of a group's classes (indices or class names);
+    verb-noun predictions: whose verb or noun (`head`, the group name's first word) is."""
     idx = [m if isinstance(m, int) else pred.classes.index(m) for m in members
            if isinstance(m, int) or m in pred.classes]
-    return np.isin(pred.label, idx).astype(float)
+    labels = getattr(pred, head) if pred.kind == "verb_noun" and head in ("verb", "noun") else pred.label
+    return np.isin(labels, idx).astype(float)
 
 
 def confusion(pred: Predictions) -> np.ndarray | None:

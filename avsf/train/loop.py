@@ -436,8 +436,8 @@ class _Trainer:
         loader = self.f.loader(cfg, split, mode, shard_id=self.info.rank, num_shards=self.info.world)
         return self.objective.evaluate(self.model, loader, self.info, cfg, dataset=self.dataset, split=split,
                                        precision=self.cfg.train.precision, channels_last=self.channels_last,
-                                       spatial_views=cfg.eval.spatial_views, progress=self.progress and self.tty,
-                                       desc=desc)
+                                       spatial_views=cfg.eval.spatial_views, video_pool=cfg.eval.video_pool,
+                                       progress=self.progress and self.tty, desc=desc)
 
     def validate(self, epoch: int, iters: int) -> dict[str, Any] | None:
         """Single-view validation (the loader's test mode, 1x1) when it is due, else None."""

@@ -28,6 +28,7 @@ import torch
 
 from avsf.config import Config
 from avsf.eval import metrics as M
+from avsf.train.detection import box_correct, box_count, box_loss
 from avsf.train.losses import avs_enabled, avs_loss, task_loss, with_audio_negative
 
 Batch = dict[str, Any]
@@ -61,7 +62,7 @@ class Objective:
     name: str
     loss: Callable[[Out, Batch, Config], torch.Tensor]
     correct: Callable[[Out, Batch], torch.Tensor]
-    size: Callable[[Batch], int] = batch_size
+    size: Callable[[Batch], int | torch.Tensor] = batch_size  # what `correct` counts (clips, boxes)
     metric: str = "top1"
     # (model, loader, dist_info, cfg, *, dataset, split, precision, channels_last, spatial_views,
     #  progress, desc) -> avsf.eval.inference.SplitScores
@@ -139,32 +140,11 @@ def _action_correct(out: Out, batch: Batch) -> torch.Tensor:
         return (v & n).sum()
 
 
-def _box_targets(out: Out, batch: Batch) -> torch.Tensor:
-    """The multi-hot labels of the boxes the detection head scored (PLAN contract 10)."""
-    return batch["box_labels"].flatten(0, 1)[out["box_index"]].float()
-
-
-def _detection_loss(out: Out, batch: Batch, cfg: Config) -> torch.Tensor:
-    """Per-box, per-class sigmoid cross-entropy (Sec. 5, A.7)."""
-    return torch.nn.functional.binary_cross_entropy_with_logits(out["box_logits"].float(), _box_targets(out, batch))
-
-
-def _detection_correct(out: Out, batch: Batch) -> torch.Tensor:
-    """Boxes whose top-scoring class is one of their labels (a training signal; the paper's
-    measure is frame-level mAP)."""
-    with torch.no_grad():
-        top = out["box_logits"].float().argmax(1, keepdim=True)
-        return (_box_targets(out, batch).gather(1, top) > 0.5).sum()
-
-
-def _box_count(batch: Batch) -> int:
-    return int(batch["box_mask"].sum())
-
-
 register_objective(Objective("softmax", task_loss, _top1_correct))
 register_objective(Objective("sigmoid", task_loss, _top1_correct))
 register_objective(Objective("verb-noun", task_loss, _action_correct))
-register_objective(Objective("detection", _detection_loss, _detection_correct, size=_box_count))
+# detection (avsf.train.detection): per-box sigmoid BCE; validated on frame-level mAP
+register_objective(Objective("detection", box_loss, box_correct, size=box_count, metric="mAP"))
 
 
 def _avs_correct(out: Out, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
