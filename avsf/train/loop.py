@@ -46,6 +46,10 @@ from avsf.train.setup import (
 __all__ = ["train", "TrainingDiverged", "TooManyFailedClips", "resolve_num_classes"]
 
 
+FALLBACK_KEYS = ("cpu_fallback_clips", "pyav_fallback_clips")
+"""Training clips a loader decoded on the CPU (DALI) or with PyAV because the GPU decoder could
+not take them (too small for NVDEC, a codec it lacks): counted per epoch and per run."""
+
 SYNC_EVERY = 20
 """Steps between the host's reads of the running loss (progress bar, divergence check)."""
 
@@ -317,9 +321,7 @@ class _Trainer:
         loader, iters = self._loader(epoch)
         sums = EpochSums(self.device, self.state["epoch_stats"] if skip else None, aux=tuple(a.name for a in self.aux))
         set_train_mode(self.net, self.cfg)
-        it = iter(loader)
-        for _ in range(skip):  # the loader position of a mid-epoch checkpoint
-            next(it)
+        it = iter(loader.iter_from(skip))  # from a mid-epoch checkpoint's position, skipped batches undecoded
         if skip:
             C.set_rng_state(self._mine(resumed["rng"]))
         epochs = self.cfg.train.epochs
@@ -406,9 +408,12 @@ class _Trainer:
         """The epoch's metrics.jsonl train row (all processes' clips); too many broken clips stop the run."""
         cfg = self.cfg
         failed = float(getattr(loader, "failed", 0))
+        # clips the GPU decoder could not take, decoded on the CPU instead (avsf.data.decode_route)
+        moved = [float(getattr(loader, k, 0)) for k in FALLBACK_KEYS]
         names = [a.name for a in self.aux]
-        loss_sum, correct, count, failed, *aux_sums = D.all_reduce_sum(
-            [stats["loss"], stats["correct"], stats["count"], failed, *(stats[n] for n in names)], self.info)
+        loss_sum, correct, count, failed, *rest = D.all_reduce_sum(
+            [stats["loss"], stats["correct"], stats["count"], failed, *moved, *(stats[n] for n in names)], self.info)
+        moved, aux_sums = rest[:len(FALLBACK_KEYS)], rest[len(FALLBACK_KEYS):]
         seen = count + failed
         if seen and failed / seen > cfg.data.max_failure_share:
             raise TooManyFailedClips(
@@ -423,6 +428,9 @@ class _Trainer:
             "train_error": 1.0 - correct / max(count, 1), "lr": lr, "clips": int(count),
             "failed_clips": int(failed),
         }
+        for key, n in zip(FALLBACK_KEYS, moved):
+            row[key] = int(n)
+            self.state[key] = self.state.get(key, 0) + int(n)
         for name, total in zip(names, aux_sums):
             row[f"{name}_loss"] = total / max(count, 1)
         return row
@@ -526,6 +534,7 @@ class _Trainer:
             "train_time_s": state["train_time_s"],
             "test_time_s": time.perf_counter() - t0,
             "failed_clips": state["failed_clips"],
+            **{k: state.get(k, 0) for k in FALLBACK_KEYS},
             "num_classes": cfg.model.num_classes,
         })
         try:
