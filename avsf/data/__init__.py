@@ -490,8 +490,10 @@ class AVLoader:
             batches.append(list(range(k, k + len(chunk))))
             k += len(chunk)
         workers = self.cfg.data.num_threads if self.cfg.data.num_threads > 1 else 0
+        # its own generator: the workers' seed is not drawn from the global one, whose state an exact
+        # resume restores around the loader (the clips are planned, the workers draw nothing random)
         dl = torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                                         pin_memory=torch.cuda.is_available(),
+                                         pin_memory=torch.cuda.is_available(), generator=torch.Generator(),
                                          worker_init_fn=_one_thread if workers else None)
         for batch in dl:
             n_failed = batch.pop("_failed")
