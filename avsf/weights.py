@@ -10,9 +10,10 @@ clear error.
 
 Layouts understood: a bare state dict, `{"model_state": ...}` (PySlowFast), `{"model": ...}`
 (avsf checkpoints), `{"state_dict": ...}`. Parameter names are translated by a key map, picked
-by name from `KEY_MAPS`; `register_key_map` adds one (e.g. pytorchvideo's or PySlowFast's
-names). The default map strips the prefixes DDP (`module.`) and torch.compile (`_orig_mod.`)
-put in front of every name.
+by name from `KEY_MAPS`; `register_key_map` adds one (avsf/convert.py adds pytorchvideo's and
+PySlowFast's). Without a `key_map` the layout is recognised by its names
+(`avsf.convert.detect_key_map`); avsf's own map strips the prefixes DDP (`module.`) and
+torch.compile (`_orig_mod.`) put in front of every name.
 """
 
 from __future__ import annotations
@@ -100,10 +101,12 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # model tensors the source lacks: keep their init
     unexpected: list[str] = field(default_factory=list)  # source tensors the model lacks: ignored
     new_heads: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (key, source, model shape)
+    key_map: str = "avsf"  # the names the source used (a KEY_MAPS name; "custom" for a callable)
 
     def __str__(self) -> str:
         total = len(self.loaded) + len(self.missing) + len(self.new_heads)
-        lines = [f"weights from {self.source}: {len(self.loaded)} of {total} model tensors loaded, "
+        layout = f" ({self.key_map} names)" if self.key_map != "avsf" else ""
+        lines = [f"weights from {self.source}{layout}: {len(self.loaded)} of {total} model tensors loaded, "
                  f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
                  f"{len(self.new_heads)} new head tensors (shape differs; freshly initialised)"]
         for what, keys in (("missing", self.missing), ("unexpected", self.unexpected),
@@ -113,14 +116,18 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def _resolve_map(key_map: str | KeyMap | None) -> KeyMap:
-    if key_map is None:
-        return KEY_MAPS["avsf"]
+def _resolve_map(key_map: str | KeyMap | None, state: dict[str, Any]) -> tuple[str, KeyMap]:
+    if key_map is None or key_map == "auto":  # the layout its names show (avsf.convert.LAYOUTS)
+        from avsf.convert import detect_key_map
+
+        key_map = detect_key_map(state)
     if callable(key_map):
-        return key_map
+        return "custom", key_map
+    if key_map not in KEY_MAPS:
+        import avsf.convert  # noqa: F401  (registers pytorchvideo's and PySlowFast's maps)
     if key_map not in KEY_MAPS:
         raise WeightsError(f"unknown key map '{key_map}' (known: {', '.join(sorted(KEY_MAPS))})")
-    return KEY_MAPS[key_map]
+    return key_map, KEY_MAPS[key_map]
 
 
 def load_weights(model: Any, source: str | Path | dict[str, Any], *, strict_shapes: bool = True,
@@ -133,10 +140,11 @@ def load_weights(model: Any, source: str | Path | dict[str, Any], *, strict_shap
     Nothing matching at all is an error. Returns the report (print it).
     """
     state, name = read_state_dict(source)
-    state = _resolve_map(key_map)(state)
+    map_name, mapping = _resolve_map(key_map, state)
+    state = mapping(state)
     heads = tuple(new_heads)
     own = model.state_dict()
-    report = LoadReport(source=name)
+    report = LoadReport(source=name, key_map=map_name)
     keep = {}
     for k, v in state.items():
         if k not in own:
