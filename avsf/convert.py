@@ -231,11 +231,9 @@ def convert(source: str | Path, cfg: Config, *, key_map: str | None = None, new_
 def save_converted(model, report, cfg: Config, out: str | Path) -> None:
     """An avsf checkpoint ({"model": state dict, ...}) that `train.init_from`, `avsf eval
     --checkpoint` and `load_weights` read; written atomically."""
-    from dataclasses import asdict
-
     from avsf.io import atomic_torch_save
 
-    atomic_torch_save(out, {"model": model.state_dict(), "config": asdict(cfg),
+    atomic_torch_save(out, {"model": model.state_dict(), "config": cfg.to_dict(),
                             "converted": {"source": report.source, "key_map": report.key_map,
                                           "loaded": len(report.loaded), "missing": report.missing,
                                           "unexpected": report.unexpected}})

@@ -10,6 +10,7 @@ reports read or write in it goes through `RunDir` (docs/architecture.md, "the ru
     eval_<tag>.json, per_class_<tag>.json   `avsf eval` results
     failed.json            written by the study runner when the run raised
     tb/                    TensorBoard event files (train.tensorboard)
+    export/model.<suffix>  `avsf export` (TorchScript .ts.pt, ONNX .onnx, torch.export .pt2)
     .lock                  held (flock) by the process training in the folder
 
 Rules kept here once:
@@ -53,6 +54,7 @@ FAILED_FILE = "failed.json"
 CHECKPOINT_FILE = "checkpoints/last.pt"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tb"
+EXPORT_DIR = "export"
 
 RESUMED_WITH = "resumed_with"
 """Top-level key of config.json listing `--resume-with` changes: [{"epoch", "step", "set", "was", "time"}]."""
@@ -190,6 +192,10 @@ class RunDir:
     @property
     def tensorboard_dir(self) -> Path:
         return self.path / TENSORBOARD_DIR
+
+    def export_path(self, suffix: str) -> Path:
+        """Where `avsf export` writes the model in a format (suffix ".onnx", ".pt2", ...)."""
+        return self.path / EXPORT_DIR / f"model{suffix}"
 
     def file(self, name: str) -> Path:
         """Path of a file in the folder by name (e.g. "per_class_10x3.json")."""

@@ -171,6 +171,9 @@ def test_avsf_convert_pyth_prints_report_and_writes_a_loadable_checkpoint(tmp_pa
     assert report.key_map == "avsf" and not report.missing
     want = seeded_state(_fixture()["tiny"]["shapes"])["s5.pathway1_res1.branch2.c.weight"]
     assert torch.equal(fresh.state_dict()["fast.stages.3.1.c.0.weight"], want)
+    # The converted file carries its config: avsf export takes it as it is.
+    assert main(["export", str(out), "--format", "torchscript"]) == 0
+    assert (tmp_path / "converted.ts.pt").is_file()
 
 
 def test_a_file_matching_nothing_fails_clearly_and_writes_nothing(tmp_path, capsys):
