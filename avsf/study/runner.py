@@ -6,10 +6,17 @@
   outcome says which failed, and the command exits non-zero at the end.
 - A run folder that already holds a run of a *different* config is refused (a study folder
   never mixes two setups); run the changed study into another --out.
+- Several runners (workers) may share one study folder, on one machine or on many that mount
+  it: each claims a run before training it (`RunDir.claim`: flock + heartbeat lease, see
+  avsf/lease.py) and skips runs another live worker holds, or that another worker finished or
+  failed during this pass, so no run is trained twice. `run_workers` starts N local workers.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -41,6 +48,7 @@ class StudyOutcome:
     done: list[tuple[str, int]] = field(default_factory=list)  # finished now
     skipped: list[tuple[str, int]] = field(default_factory=list)  # finished before
     failed: list[tuple[str, int, str]] = field(default_factory=list)
+    elsewhere: list[tuple[str, int]] = field(default_factory=list)  # run (or being run) by another worker
 
     @property
     def ok(self) -> bool:
@@ -70,6 +78,12 @@ def plan_study(
             cfg = spec.config_for(v, scale=scale, seed=seed, overrides=overrides)
             plan.append(PlannedRun(v.name, seed, run_dir(out_dir, v.name, seed), cfg))
     return plan
+
+
+def _say(msg: str) -> None:
+    """One write per line: the lines of workers sharing a terminal or a pipe never interleave."""
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
 
 
 def _show(metric: str, v: float | None) -> str:
@@ -173,11 +187,15 @@ def run_study(
     train_fn: TrainFn | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    worker: str = "",
+    claim_ttl_s: float | None = None,
 ) -> StudyOutcome:
-    """Run every planned variant x seed that has no result yet; see the module docstring."""
+    """Run every planned variant x seed that has no result yet and no other worker holds; see
+    the module docstring. `worker` names this runner in log lines and claims; `claim_ttl_s`:
+    seconds without a heartbeat after which a remote worker's claim counts as dead."""
     scale = scale or spec.default_scale
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / spec.name
-    log = log or (lambda msg: print(msg, flush=True))
+    log = log or _say
     progress = sys.stderr.isatty() if progress is None else progress
     train_fn = train_fn or _default_train()
 
@@ -191,22 +209,41 @@ def run_study(
     outcome = StudyOutcome(out_dir=out_dir)
     todo = [p for p in plan if not RunDir(p.path).is_done()]
     outcome.skipped = [(p.variant, p.seed) for p in plan if RunDir(p.path).is_done()]
-    log(f"study {spec.name} (scale {scale}): {len(plan)} runs, {len(outcome.skipped)} already done, "
+    me = f"{worker} " if worker else ""
+    log(f"{me}study {spec.name} (scale {scale}): {len(plan)} runs, {len(outcome.skipped)} already done, "
         f"{len(todo)} to run -> {out_dir}")
+    started = time.time()
     durations: list[float] = []
     for i, p in enumerate(todo, 1):
-        eta = _fmt_duration(sum(durations) / len(durations) * (len(todo) - i + 1)) if durations else "unknown"
-        what = "resuming" if RunDir(p.path).state() in ("partial", "failed") else "starting"
-        log(f"[{i}/{len(todo)}] {p.variant} seed{p.seed}: {what} (study ETA {eta})")
-        dt = _run_one(p, f"[{i}/{len(todo)}]", spec, train_fn, progress, log, outcome)
+        tag = f"{me}[{i}/{len(todo)}]"
+        claim = RunDir(p.path).claim(worker=worker, ttl_s=claim_ttl_s)
+        if claim is None:
+            outcome.elsewhere.append((p.variant, p.seed))
+            log(f"{tag} {p.variant} seed{p.seed}: being run by {RunDir(p.path).claimed_by()}; skipped")
+            continue
+        with claim:
+            if _taken_care_of(RunDir(p.path), started):
+                outcome.elsewhere.append((p.variant, p.seed))
+                log(f"{tag} {p.variant} seed{p.seed}: finished or failed by another worker meanwhile; skipped")
+                continue
+            eta = _fmt_duration(sum(durations) / len(durations) * (len(todo) - i + 1)) if durations else "unknown"
+            what = "resuming" if RunDir(p.path).state() in ("partial", "failed") else "starting"
+            log(f"{tag} {p.variant} seed{p.seed}: {what} (study ETA {eta})")
+            dt = _run_one(p, tag, spec, train_fn, progress, log, outcome)
         if dt is not None:
             durations.append(dt)
 
-    log(f"study {spec.name}: {len(outcome.done)} finished now, {len(outcome.skipped)} finished before, "
-        f"{len(outcome.failed)} failed")
+    log(f"{me}study {spec.name}: {len(outcome.done)} finished now, {len(outcome.skipped)} finished before, "
+        f"{len(outcome.elsewhere)} left to other workers, {len(outcome.failed)} failed")
     for v, s, msg in outcome.failed:
         log(f"  failed: {v} seed{s}: {msg} (details in {run_dir(out_dir, v, s) / FAILED_FILE})")
     return outcome
+
+
+def _taken_care_of(run: RunDir, started: float) -> bool:
+    """Finished since this worker planned, or failed during this pass (by another worker: a
+    failure is retried by the next `avsf study run`, not by a second worker now)."""
+    return run.is_done() or run.failed_since(started)
 
 
 # ----------------------------------------------------------------------------- status
@@ -232,3 +269,32 @@ def format_status(study_dir: str | Path) -> str:
     c = rec.counts()
     out.append(f"{c['done']} done, {c['partial']} partial, {c['failed']} failed, {c['pending']} pending")
     return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- local workers
+def worker_threads(n: int) -> int:
+    """Intra-op threads per worker when `n` share this machine: its cores split evenly."""
+    return max(1, (os.cpu_count() or 1) // n)
+
+
+def run_workers(n: int, child_args: list[str], *, log: Callable[[str], None] | None = None) -> int:
+    """Start `n` worker processes `python -m avsf <child_args> --worker wK` on this machine and
+    wait for all of them; returns 0 when every worker succeeded, else 1. The workers split the
+    study by claims (see the module docstring); their log lines carry their names. ^C stops them
+    all (each leaves its run resumable)."""
+    log = log or _say
+    log(f"starting {n} workers: avsf {' '.join(child_args)}")
+    procs = [subprocess.Popen([sys.executable, "-m", "avsf", *child_args, "--worker", f"w{k}"])
+             for k in range(1, n + 1)]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    bad = [f"w{k} exited {c}" for k, c in enumerate(codes, 1) if c != 0]
+    if bad:
+        log("workers: " + ", ".join(bad))
+    return 1 if bad else 0
