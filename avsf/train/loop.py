@@ -266,6 +266,10 @@ class _Trainer:
                 print(f"avsf train: train.init_from: {report}", file=sys.stderr, flush=True)
         if cfg.train.frozen_bn:
             freeze_bn(model)
+        if cfg.train.compile:  # in place: parameter names, checkpoints and the optimizer's groups unchanged
+            from avsf.model import compile_model
+
+            compile_model(model)
         self.model = model
         self.optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.train.warmup_start_lr,
                                          momentum=cfg.train.momentum)
