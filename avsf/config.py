@@ -35,11 +35,13 @@ STAGE_DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3]}
 """Blocks per residual stage of ResNet-50 / ResNet-101."""
 
 PATHWAYS = ("avslowfast", "slowfast", "audio", "late-ensemble")
-FUSIONS = ("a-fs", "a-f-s", "av-nonlocal")
-HEADS = ("softmax", "sigmoid", "verb-noun")
-AUDIO_KERNELS = ("factorised", "3x3")
+HEADS = ("softmax", "sigmoid", "verb-noun", "detection")
+AUDIO_KERNELS = ("factorised", "table1", "3x3")
 DROP_PATHWAY_MODES = ("zeros", "running-average")
+DROP_PATHWAY_SCOPES = ("laterals", "laterals+head")
 AVS_LOSSES = ("contrastive", "bce")
+AVS_LOSS_FORMS = ("authors", "avsf")
+AVS_INPUTS = ("fused", "pooled")
 LOADERS = ("auto", "dali", "reference")
 DECODE_DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -51,12 +53,11 @@ class ConfigError(ValueError):
 
 
 def fusion_names() -> tuple[str, ...]:
-    """The allowed `model.fusion` values; validation reads them only through here.
+    """The allowed `model.fusion` values: the fusion registry's names (avsf.model.fusions),
+    imported lazily so that importing avsf.config stays light; validation reads them only here."""
+    from avsf.model.fusions import registered_fusions
 
-    When fusion types move into a registry in `avsf.model`, this returns the registry's
-    names (imported lazily here, so importing avsf.config stays light).
-    """
-    return FUSIONS
+    return registered_fusions()
 
 
 def synth_scale_names() -> tuple[str, ...]:
@@ -68,10 +69,14 @@ def synth_scale_names() -> tuple[str, ...]:
 
 def _fusion_audio_target(m: "ModelConfig") -> int | None:
     """Frames the audio must be resampled to (by an integer stride) where it joins the visual
-    pathways: Fast's for A->F->S, Slow's for A->FS; None where fusion resamples freely."""
-    if m.fusion == "av-nonlocal":
+    pathways, as the fusion type declares (`aligns_to`): Fast's for A->F->S, Slow's for A->FS;
+    None where the fusion resamples freely (AV non-local)."""
+    from avsf.model.fusions import get_fusion
+
+    aligns_to = get_fusion(m.fusion).aligns_to
+    if aligns_to is None:
         return None
-    return m.fast_frames if m.fusion == "a-f-s" else m.num_frames
+    return m.fast_frames if aligns_to == "fast" else m.num_frames
 
 
 def _reject(key: str, value: Any, allowed: str) -> ConfigError:
@@ -172,13 +177,16 @@ class ModelConfig:
     beta_f: float = 1 / 8  # Fast channel ratio
     fs_fusion_kernel: int = 5  # Fast->Slow time-strided conv kernel (5 for 4x16, 7 for 8x8)
     fs_fusion_ratio: int = 2  # Fast->Slow lateral channel multiplier
-    # None: SlowFast uses pool1..res4; AV models use res3, res4 plus any earlier audio stage
-    # (REFERENCE_FACTS: FS_FUSION [F, F, T, T]).
+    # None: SlowFast uses pool1..res4; AVSlowFast the stages where audio fuses laterally
+    # (fusion_stages without pool5): the authors build one fusion module per junction holding
+    # both laterals, FS_FUSION [F, F, T, T] with audio at res3, res4 (docs/model.md).
     fs_fusion_stages: list[str] | None = None
     alpha_a: int = 32  # audio log-mel frames per Slow frame (T_audio = alpha_a * T)
     beta_a: float = 1 / 2  # Audio channel ratio
     mel_bins: int = 80
-    audio_kernels: str = "factorised"  # factorised ([3x1, 1x3] in res2/res3) | 3x3
+    # res2/res3 audio block: factorised (authors' v1: parallel 3x1 | 1x3, concatenated) |
+    # table1 (Table 1: 1x1 -> 3x1 + 1x3 summed -> 1x1) | 3x3
+    audio_kernels: str = "factorised"
     audio_res2_stride: int = 1  # 1: authors' code; 2: the paper's text ("res2 to res5")
     audio_stem_kernel: int = 9  # [9x1, 1x9] stem
     fusion: str = "a-fs"  # a-fs | a-f-s | av-nonlocal
@@ -187,13 +195,25 @@ class ModelConfig:
     afs_kernel: int = 5  # temporal kernel of the audio->visual lateral
     drop_pathway: float = 0.8  # Pd
     drop_pathway_mode: str = "zeros"  # zeros | running-average
+    # laterals: only the audio->visual additions are dropped (authors' code; the text's "sum
+    # zero tensors with the visual pathways"); laterals+head: the pool5 audio features too
+    drop_pathway_scope: str = "laterals"
     avs_layers: list[str] = field(default_factory=lambda: ["res3", "res4", "res5"])
     avs_dim: int = 64
     avs_loss: str = "contrastive"  # contrastive (authors' code) | bce (paper's text: "classify")
     avs_margin: float = 0.99
+    avs_loss_form: str = "authors"  # authors (unsquared-distance hinge, /2N, summed over junctions) | avsf
+    # fused (authors): fused Slow (Slow ++ Fast->Slow) vs audio after the lateral convs;
+    # pooled: mean(Slow) ++ mean(Fast) before the lateral vs the pooled audio features
+    avs_inputs: str = "fused"
+    avs_mask: bool = True  # leave near-silent audio and near-duplicate pairs out of AVS
+    avs_silence_var: float = 0.01  # log-mel input variance below this: near-silent
+    avs_duplicate_cos: float = 0.99999  # positive/negative audio cosine above this: duplicate
     nonlocal_stages: list[str] = field(default_factory=list)  # e.g. ["res4"] for R101+NL
     dropout: float = 0.5
-    head: str = "softmax"  # softmax | sigmoid | verb-noun
+    # softmax | sigmoid | verb-noun | detection (AVA: res5 dilated, per-box RoIAlign, sigmoid)
+    head: str = "softmax"
+    rot_head: bool = False  # ROT pretext task (Sec. 6): four-way rotation logits on the visual features
     num_classes: int = 400
     num_verbs: int = 97
     num_nouns: int = 300
@@ -225,7 +245,10 @@ class ModelConfig:
         c.one_of("head", HEADS)
         c.one_of("audio_kernels", AUDIO_KERNELS)
         c.one_of("drop_pathway_mode", DROP_PATHWAY_MODES)
+        c.one_of("drop_pathway_scope", DROP_PATHWAY_SCOPES)
         c.one_of("avs_loss", AVS_LOSSES)
+        c.one_of("avs_loss_form", AVS_LOSS_FORMS)
+        c.one_of("avs_inputs", AVS_INPUTS)
         c.one_of("depth", STAGE_DEPTHS)
         if self.stage_blocks:
             c.need(len(self.stage_blocks) == 4 and all(b >= 1 for b in self.stage_blocks), "stage_blocks",
@@ -244,6 +267,8 @@ class ModelConfig:
         c.number("drop_pathway", 0, 1)
         c.number("dropout", 0, 1, high_open=True)
         c.number("avs_margin", 0)
+        c.number("avs_silence_var", 0)
+        c.number("avs_duplicate_cos", -1, 1, why=" (a cosine similarity)")
         if self.has_visual:
             c.number("beta_f", 0, low_open=True)
             c.need(round(self.width * self.beta_f) >= 1, "beta_f",
@@ -253,6 +278,10 @@ class ModelConfig:
             self._validate_audio(c)
 
     def _validate_heads(self, c: _Check, resolved: bool) -> None:
+        c.need(not self.rot_head or self.pathways in ("avslowfast", "slowfast"), "rot_head",
+               f"the rotation head reads the visual pathways of one network (model.pathways {self.pathways!r})")
+        c.need(self.head != "detection" or self.pathways in ("avslowfast", "slowfast"), "head",
+               f"detection needs the visual pathways in one network (model.pathways {self.pathways!r})")
         if self.head == "verb-noun":
             c.number("num_verbs", 1, why=" (a verb-noun head needs verbs and nouns)")
             c.number("num_nouns", 1, why=" (a verb-noun head needs verbs and nouns)")
@@ -319,6 +348,9 @@ class DataConfig:
     hard_negative_min_shift_s: float = 0.5  # AVS hard negatives: same clip, shifted >= this
     num_threads: int = 2
     max_failure_share: float = 0.1  # a run fails only past this share of undecodable clips
+    # Detection training: each ground-truth box coordinate moves by up to this share of the box's
+    # width / height (docs/detection.md; stands in for the detector boxes PySlowFast adds in training)
+    box_jitter: float = 0.05
 
     def validate(self) -> None:
         """Every `data.*` rule that needs no dataset (see `validate_for_dataset` for the rest)."""
@@ -340,6 +372,7 @@ class DataConfig:
         c.numbers("pixel_std", 0, low_open=True, length=3)
         c.number("hard_negative_min_shift_s", 0)
         c.number("max_failure_share", 0, 1)
+        c.number("box_jitter", 0, 0.5, why=" (a share of the box's size)")
 
 
 @dataclass
@@ -407,6 +440,10 @@ class EvalConfig:
     temporal_views: int = 10
     spatial_views: int = 3
     split: str = "test"
+    # Detection: AVA's detected-person-boxes CSV scored at test instead of the ground-truth boxes
+    # ("" = the ground-truth boxes); detections below the threshold are left out (PySlowFast: 0.8)
+    detected_boxes: str = ""
+    detected_box_threshold: float = 0.8
 
     def validate(self) -> None:
         c = _Check(self, "eval")
@@ -414,6 +451,7 @@ class EvalConfig:
         c.number("temporal_views", 1)
         c.number("spatial_views", 1)
         c.need(bool(self.split.strip()), "split", "name a split of the dataset, e.g. test")
+        c.number("detected_box_threshold", 0, 1)
 
 
 @dataclass
@@ -652,8 +690,30 @@ def load_config(path: str | Path, *, scale: str | None = None, overrides: list[s
         raise ConfigError(f"{path}: {e}") from None
 
 
+MODEL_BEFORE_AVS_FORM = {"avs_inputs": "pooled", "avs_loss_form": "avsf", "avs_mask": False,
+                         "drop_pathway_scope": "laterals+head"}
+"""What a run whose config.json predates these model fields trained with (their defaults
+changed when they were added; docs/model.md)."""
+
+
+def _upgrade_model_tree(model: dict[str, Any]) -> dict[str, Any]:
+    """A stored `model` table from before the AVS-form fields, with the values that run used,
+    so an old run resumes, evaluates and compares as the model it trained."""
+    if "avs_inputs" in model:
+        return model
+    old = {**MODEL_BEFORE_AVS_FORM, **model}
+    stages = old.get("fusion_stages", ModelConfig().fusion_stages)
+    if old.get("fs_fusion_stages") is None and old.get("pathways", "avslowfast") == "avslowfast":
+        earlier_rule = [s for s in ("pool1", "res2") if s in stages] + ["res3", "res4"]
+        if earlier_rule != [s for s in FS_STAGES if s in stages]:  # the rule changed for this run
+            old["fs_fusion_stages"] = earlier_rule
+    return old
+
+
 def config_from_dict(tree: dict[str, Any]) -> Config:
     """Inverse of Config.to_dict (for config.json in a run folder)."""
+    if isinstance(tree.get("model"), dict):
+        tree = {**tree, "model": _upgrade_model_tree(tree["model"])}
     flat = flatten({k: v for k, v in tree.items() if k not in ("scale", "name")})
     cfg = Config(scale=tree.get("scale", "paper"), name=tree.get("name", ""))
     apply(cfg, flat)
@@ -671,6 +731,13 @@ def validate_for_dataset(cfg: Config, info: Any) -> None:
         raise _reject("eval.split", cfg.eval.split,
                       f"{where} has these splits with clips: {', '.join(splits) or 'none'}")
     m = cfg.model
+    task = getattr(info, "task", "classification")
+    if (task == "detection") != (m.head == "detection"):
+        raise _reject("model.head", m.head, f"{where} is a {task} set: use "
+                      + ("detection" if task == "detection" else "softmax, sigmoid or verb-noun"))
+    if task == "detection" and cfg.eval.temporal_views != 1:
+        raise _reject("eval.temporal_views", cfg.eval.temporal_views,
+                      f"{where} is a detection set, scored on the one clip centred on each keyframe: use 1")
     if m.head != "verb-noun" and 0 < m.num_classes < info.num_classes:
         raise _reject("model.num_classes", m.num_classes,
                       f"{where} has {info.num_classes} classes: use >= {info.num_classes}, or 0 to take its count")

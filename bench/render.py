@@ -1,20 +1,31 @@
-"""Render a pytest-benchmark JSON into a markdown table and a seaborn figure.
+"""Render a pytest-benchmark JSON into a markdown table and a ratio figure; compare two runs.
 
     python -m bench.render reports/bench          # reads reports/bench/bench.json
     python -m bench.render reports/bench/x.json   # or a given file; output beside it
+    python -m bench.render --compare BASELINE.json [CURRENT]   # CURRENT: the newest run saved
+                                                  # under .benchmarks/ (--benchmark-autosave),
+                                                  # else reports/bench/bench.json
 
 Writes `bench.md` (model groups: avsf vs pytorchvideo, speed ratio, achieved GFLOP/s and % of
 the run's GEMM rate, peak memory; data: DALI vs reference clips/s, keep-up with the training
-step; the speed goals, met or not) and `bench.png` (clips/s per group and entry).
+step; the speed goals, met or not) and `bench.png`: the speed-up of avsf over pytorchvideo per
+group (and of DALI over the reference loader) with a 95 % bootstrap interval over the timed
+rounds. `--compare` writes `compare.md` and `compare.png` into --out (default reports/bench):
+each benchmark's speed now relative to the baseline, with its interval, slower ones flagged.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 GOALS = {"train_ratio": 1.3, "r50_eval_pct_gemm": 50.0, "dali_ratio": 1.0}
+N_BOOT = 2000
+CHANGE_TOL = 0.05  # a benchmark is flagged when its interval lies wholly beyond +-5 %
 
 
 def load(path: Path) -> dict:
@@ -113,33 +124,77 @@ def helper_table(rows: list[dict]) -> list[str]:
     return lines if len(lines) > 2 else []
 
 
-def figure(rows: list[dict], out: Path) -> Path | None:
-    import matplotlib
+def _times(stats: dict) -> np.ndarray:
+    """Per-round times of an entry (pytest-benchmark's stats["data"]); without them (a run saved
+    without data) its quartiles stand in, which gives a rougher interval."""
+    if stats.get("data"):
+        return np.asarray(stats["data"], dtype=np.float64)
+    return np.asarray([stats.get("q1", stats["median"]), stats["median"], stats.get("q3", stats["median"])])
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
 
-    pts = [{"group": r["group"], "entry": r["impl"],
-            "clips/s": r["batch_size"] / r["median_s"] if r.get("batch_size") and r["group"] != "data-small-train-cpu"
-            else r["clips_per_s"]} for r in rows if r.get("clips_per_s")]
-    if not pts:
+def ratio_interval(slow: np.ndarray, fast: np.ndarray, *, seed: int = 0) -> tuple[float, float, float]:
+    """median(slow) / median(fast) and its 95 % bootstrap interval (rounds resampled on each side)."""
+    rng = np.random.default_rng(seed)
+    a = np.median(rng.choice(slow, (N_BOOT, len(slow))), axis=1)
+    b = np.median(rng.choice(fast, (N_BOOT, len(fast))), axis=1)
+    lo, hi = np.percentile(a / b, [2.5, 97.5])
+    return float(np.median(slow) / np.median(fast)), float(lo), float(hi)
+
+
+def speedups(data: dict) -> list[dict]:
+    """Per model group: avsf's speed-up over pytorchvideo (interleaved when measured) with the
+    interval of the ratio of medians; per data group: DALI CPU over the reference loader."""
+    by: dict[str, dict[str, dict]] = {}
+    for b in data.get("benchmarks", []):
+        by.setdefault(b.get("group") or "", {})[b.get("extra_info", {}).get("impl", b["name"])] = b
+    out = []
+    for g, e in by.items():
+        ours = e.get("avsf") or e.get("avsf-bf16-cl3d-compile")
+        peer = e.get("pytorchvideo") or e.get("pytorchvideo-fp32-eager")
+        if g.startswith("data-"):
+            ours, peer = e.get("dali-cpu"), e.get("reference-cpu")
+        if not ours or not peer:
+            continue
+        r, lo, hi = ratio_interval(_times(peer["stats"]), _times(ours["stats"]))
+        paired = ours.get("extra_info", {}).get("interleaved_speedup")
+        label = "DALI CPU / reference loader" if g.startswith("data-") else "avsf / pytorchvideo"
+        out.append({"group": g, "what": label, "ratio": r, "low": lo, "high": hi, "interleaved": paired,
+                    "rounds": (len(ours["stats"].get("data") or []), len(peer["stats"].get("data") or []))})
+    order = {"tiny": 0, "small": 1, "r50": 2, "data": 3}
+    return sorted(out, key=lambda x: (x["group"].endswith("cuda"), order.get(x["group"].split("-")[0], 9), x["group"]))
+
+
+def _interval_plot(items: list[dict], title: str, xlabel: str, out: Path, stem: str, tol: float = 0.0) -> list[Path]:
+    """Horizontal point-and-interval plot of ratios, 1 (no difference) marked; an interval wholly
+    above 1 + tol is green, wholly below 1 - tol red."""
+    from avsf.report import style
+
+    with style.styled():
+        fig, axes = style.new_figure(size=(6.0, 0.42 * len(items) + 1.5))
+        ax = axes[0][0]
+        ys = list(range(len(items)))[::-1]
+        for y, it in zip(ys, items):
+            colour = "tab:green" if it["low"] > 1 + tol else "tab:red" if it["high"] < 1 - tol else "0.4"
+            ax.errorbar(it["ratio"], y, xerr=[[it["ratio"] - it["low"]], [it["high"] - it["ratio"]]], fmt="o",
+                        color=colour, capsize=3, label="ratio of medians, 95 % interval" if y == ys[0] else None)
+            if it.get("interleaved") is not None:
+                ax.plot(it["interleaved"], y, "D", mfc="none", color=colour, ms=6,
+                        label="interleaved pairs" if y == ys[0] else None)
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.xaxis.set_major_formatter("{x:g}x")
+        ax.legend(loc="best", fontsize=7)
+        ax.set_yticks(ys, [it["label"] for it in items], fontsize=7)
+        ax.set_xlabel(xlabel)
+        ax.set_title(title)
+        return style.save_figure(fig, out, stem, formats=("png",))
+
+
+def figure(data: dict, out: Path) -> Path | None:
+    items = [dict(it, label=f"{it['group']} ({it['what']})") for it in speedups(data)]
+    if not items:
         return None
-    groups = sorted({p["group"] for p in pts}, key=lambda g: ({"tiny": 0, "small": 1, "r50": 2, "data": 3}.get(g.split("-")[0], 9), g))
-    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(groups)), 4))
-    sns.barplot(x=[p["group"] for p in pts], y=[p["clips/s"] for p in pts], hue=[p["entry"] for p in pts],
-                order=groups, ax=ax)
-    ax.set_yscale("log")
-    ax.set_ylabel("clips/s (log)")
-    ax.set_xlabel("")
-    ax.set_title("avsf vs pytorchvideo 0.1.5, and data loaders (higher is better)")
-    ax.tick_params(axis="x", rotation=30)
-    ax.legend(fontsize=7, ncols=2)
-    fig.tight_layout()
-    path = out / "bench.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _interval_plot(items, "Speed-up over the peer (> 1: avsf / DALI faster)",
+                          "median time of the peer / median time of ours", out, "bench")[0]
 
 
 def render(path: Path) -> Path:
@@ -205,18 +260,71 @@ def render(path: Path) -> Path:
                      f"{'met' if pct >= GOALS['r50_eval_pct_gemm'] else 'NOT met'}")
     if "dali_ratio" in dres:
         lines.append(f"- DALI CPU {dres['dali_ratio']:.2f}x reference (goal >= 1.0): {'met' if dres['dali_ratio'] >= 1 else 'NOT met'}")
-    fig = figure(rows, out)
+    fig = figure(data, out)
     if fig:
-        lines += ["", f"![clips/s]({fig.name})"]
+        lines += ["", f"![speed-ups]({fig.name})", "",
+                  "Speed-ups per group with 95 % bootstrap intervals over the timed rounds (ratio of medians of the "
+                  "separate entries; the interleaved ratio, which the goals use, as a diamond)."]
     md = out / "bench.md"
     md.write_text("\n".join(lines) + "\n")
     return md
 
 
+def _key(b: dict) -> str:
+    return b.get("fullname") or f"{b.get('group')}::{b['name']}"
+
+
+def latest_run(root: Path = Path(".benchmarks")) -> Path:
+    """The newest pytest-benchmark autosave (.benchmarks/<machine>/NNNN_*.json), else reports/bench."""
+    saved = sorted(root.glob("*/*.json"), key=lambda p: p.stat().st_mtime) if root.is_dir() else []
+    return saved[-1] if saved else Path("reports/bench")
+
+
+def compare(baseline: Path, current: Path, out: Path) -> Path:
+    """compare.md (+ compare.png): each benchmark in both runs, speed now / speed then."""
+    base, cur = load(baseline), load(current)
+    then = {_key(b): b for b in base.get("benchmarks", [])}
+    items = []
+    for b in cur.get("benchmarks", []):
+        old = then.get(_key(b))
+        if old is None:
+            continue
+        r, lo, hi = ratio_interval(_times(old["stats"]), _times(b["stats"]))
+        items.append({"label": _key(b).split("::")[-1], "ratio": r, "low": lo, "high": hi,
+                      "then": old["stats"]["median"], "now": b["stats"]["median"]})
+    if not items:
+        raise SystemExit(f"{baseline} and {current} share no benchmark (compared by fullname)")
+    lines = ["# Benchmark comparison", "", f"Now: `{current}` ({cur.get('datetime', '?')}, commit "
+             f"{(cur.get('commit_info') or {}).get('id', '?')[:10]}). Baseline: `{baseline}` ({base.get('datetime', '?')}, "
+             f"commit {(base.get('commit_info') or {}).get('id', '?')[:10]}).", "",
+             "Speed now / speed then = median time then / median time now (> 1: faster now), with a 95 % bootstrap "
+             f"interval over the timed rounds; flagged when the interval lies wholly beyond ±{CHANGE_TOL:.0%}.", "",
+             "| benchmark | then | now | speed now / then [95 % CI] | |", "|---|---:|---:|---:|---|"]
+    for it in items:
+        flag = ("**slower**" if it["high"] < 1 - CHANGE_TOL else "faster" if it["low"] > 1 + CHANGE_TOL else "")
+        lines.append(f"| {it['label']} | {_fmt_t(it['then'])} | {_fmt_t(it['now'])} | "
+                     f"{it['ratio']:.2f}x [{it['low']:.2f}, {it['high']:.2f}] | {flag} |")
+    out.mkdir(parents=True, exist_ok=True)
+    png = _interval_plot(items, "Speed now relative to the baseline (> 1: faster now)", "speed now / speed then",
+                         out, "compare", tol=CHANGE_TOL)[0]
+    lines += ["", f"![comparison]({png.name})", ""]
+    md = out / "compare.md"
+    md.write_text("\n".join(lines))
+    return md
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    path = Path(argv[0] if argv else "reports/bench")
-    md = render(path)
+    ap = argparse.ArgumentParser(prog="python -m bench.render", description=__doc__.split("\n")[0])
+    ap.add_argument("path", nargs="?", type=Path, help="bench JSON or its folder (default reports/bench; with "
+                    "--compare: the newest .benchmarks/ autosave)")
+    ap.add_argument("--compare", type=Path, metavar="BASELINE.json", help="compare PATH against this saved run")
+    ap.add_argument("--out", type=Path, default=Path("reports/bench"), help="folder for compare.md/.png")
+    args = ap.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.compare is not None:
+        md = compare(args.compare, args.path or latest_run(), args.out)
+        print(f"wrote {md} and {md.with_suffix('.png')}")
+        return 0
+    md = render(args.path or Path("reports/bench"))
     print(f"wrote {md}" + (f" and {md.parent / 'bench.png'}" if (md.parent / "bench.png").exists() else ""))
     return 0
 

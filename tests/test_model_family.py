@@ -10,24 +10,18 @@ import torch
 from avsf.config import ConfigError, build_config
 from avsf.flops import count
 from avsf.model import build_model
+from _model_batches import batch_for
+from _model_batches import tiny as _tiny
 
 CLASSES = 5
 
 
 def tiny(**overrides):
-    return build_config(scale="tiny", overrides={"model.num_classes": CLASSES, **overrides}).model
+    return _tiny(CLASSES, **overrides)
 
 
 def make_batch(cfg, b=2, seed=0, negative=False):
-    g = torch.Generator().manual_seed(seed)
-    batch = {
-        "slow": torch.randn(b, 3, cfg.num_frames, 32, 32, generator=g),
-        "fast": torch.randn(b, 3, cfg.fast_frames, 32, 32, generator=g),
-        "audio": torch.randn(b, 1, cfg.audio_frames, cfg.mel_bins, generator=g),
-    }
-    if negative:
-        batch["audio_negative"] = torch.randn(b, 1, cfg.audio_frames, cfg.mel_bins, generator=g)
-    return batch
+    return batch_for(cfg, b, seed=seed, negative=negative)
 
 
 @pytest.mark.parametrize("fusion", ["a-fs", "a-f-s", "av-nonlocal"])
@@ -97,13 +91,24 @@ def _nonzero_fusion(cfg):
     return cfg
 
 
+HEAD_SCOPE = {"model.drop_pathway_scope": "laterals+head"}
+
+
 def test_droppathway_pd1_makes_output_independent_of_audio_and_pd0_does_not():
-    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 1.0}))) == 0.0
-    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 0.0}))) > 1e-6
+    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 1.0, **HEAD_SCOPE}))) == 0.0
+    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 0.0, **HEAD_SCOPE}))) > 1e-6
+
+
+def test_droppathway_laterals_scope_drops_the_additions_and_keeps_pool5_audio():
+    no_pool5 = {"model.drop_pathway": 1.0, "model.fusion_stages": ["res3", "res4"]}
+    assert _audio_sensitivity(_nonzero_fusion(tiny(**no_pool5))) == 0.0
+    assert _audio_sensitivity(_nonzero_fusion(tiny(**{"model.drop_pathway": 1.0}))) > 1e-6  # via the head
+    assert not hasattr(build_model(tiny()).drop_pathway, "running_pool5")
+    assert hasattr(build_model(tiny(**HEAD_SCOPE)).drop_pathway, "running_pool5")
 
 
 def test_droppathway_running_average_mode_also_ignores_current_audio():
-    cfg = _nonzero_fusion(tiny(**{"model.drop_pathway": 1.0, "model.drop_pathway_mode": "running-average"}))
+    cfg = _nonzero_fusion(tiny(**{"model.drop_pathway": 1.0, "model.drop_pathway_mode": "running-average", **HEAD_SCOPE}))
     assert _audio_sensitivity(cfg) == 0.0
 
 

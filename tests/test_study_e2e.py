@@ -71,4 +71,5 @@ def test_real_study_interrupted_resumed_and_reported(tmp_path, monkeypatch):
     names = {p.name for p in files}
     assert {"e2e.tex", "e2e.csv", "summary.md", "metric.png", "learning_curves.png", "per_class_gain.png"} <= names
     md = (tmp_path / "reports" / "e2e" / "summary.md").read_text()
-    assert "won with top-1" in md
+    # the trainer writes predictions.json (contract 3): the winner comes with a bootstrap interval
+    assert "ranks first with top-1" in md and "95 % interval" in md and (tmp_path / "reports" / "e2e" / "stats.csv").exists()

@@ -64,7 +64,8 @@ def test_task_losses_ce_bce_verb_noun_and_late_ensemble():
 
 
 def test_avs_contrastive_loss_matches_formula_and_averages_junctions():
-    cfg = build_config(scale="tiny", overrides={"model.avs_margin": 0.99, "train.avs_weight": 2.0})
+    cfg = build_config(scale="tiny", overrides={"model.avs_margin": 0.99, "train.avs_weight": 2.0,
+                                                "model.avs_loss_form": "avsf"})
     d_pos, d_neg = torch.tensor([0.1, 0.3]), torch.tensor([0.5, 1.5])
     s = torch.stack([-d_pos, -d_neg], 1)
     one = d_pos.mean() + torch.clamp(0.99 - d_neg, min=0).pow(2).mean()

@@ -43,12 +43,20 @@ def _register_prepare(dsub) -> None:
     r = dsub.add_parser("prepare", help="turn a list of your videos into loader-ready files + manifest.csv",
                         description="MANIFEST: 'path label' per line, or CSV with header path,label (paths relative "
                         "to the manifest). With --format kinetics|epic|charades, MANIFEST is that dataset's "
-                        "annotation CSV and --video-root says where the videos are.")
-    r.add_argument("manifest", metavar="MANIFEST", help="the list of source videos (see above)")
+                        "annotation CSV and --video-root says where the videos are. With --format ava, MANIFEST is "
+                        "one or more AVA annotation CSVs, each SPLIT=FILE or FILE (split read from its name: "
+                        "train, val or test), the videos <video_id>.<ext> under --video-root (docs/detection.md).")
+    r.add_argument("manifest", metavar="MANIFEST", nargs="+", help="the list of source videos (see above)")
     r.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write; point data.dataset at it")
-    r.add_argument("--format", choices=("list", "kinetics", "epic", "charades"), default="list",
+    r.add_argument("--format", choices=("list", "kinetics", "epic", "charades", "ava"), default="list",
                    help="what MANIFEST is (default: list)")
-    r.add_argument("--video-root", metavar="DIR", help="videos folder for --format kinetics|epic|charades")
+    r.add_argument("--video-root", metavar="DIR", help="videos folder for --format kinetics|epic|charades|ava")
+    r.add_argument("--labels", metavar="PBTXT", help="ava: the action list (ava_action_list_v2.2.pbtxt); rows of "
+                   "other actions are left out (default: every action id that occurs is a class)")
+    r.add_argument("--time-offset", type=float, default=0.0, metavar="S", help="ava: seconds to subtract from the "
+                   "CSV timestamps to get seconds of the video file (0 for AVA's full movies, 900 for 15-minute cuts)")
+    r.add_argument("--chunk-seconds", type=float, default=0.0, metavar="S", help="ava: cut each video into pieces "
+                   "of S seconds (plus 1.5 s each side) so clips decode from short files (default 0: whole videos)")
     r.add_argument("--kinetics-sounds", action="store_true", help="keep only the paper's 32 Kinetics-Sounds classes")
     r.add_argument("--split", default=None, help="kinetics: keep only this split")
     r.add_argument("--workers", type=positive_int, default=2, help="transcoding processes (default 2)")
@@ -104,6 +112,15 @@ def run_prepare(args) -> int:
     from avsf.data import manifest as M
     from avsf.data.prepare import prepare
 
+    if args.format == "ava":
+        from avsf.data.detection import run_prepare_ava
+
+        return run_prepare_ava(args)
+    if len(args.manifest) > 1:
+        print(f"avsf data prepare: {len(args.manifest)} MANIFEST files given; only --format ava reads several",
+              file=sys.stderr)
+        return 2
+    args.manifest = args.manifest[0]
     try:
         if args.format == "list":
             rows = M.read_source_manifest(args.manifest)

@@ -16,6 +16,7 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -43,6 +44,11 @@ class DatasetInfo:
     split_sizes: dict[str, int] = field(default_factory=dict)
     multi_label: bool = False
     verb_noun: bool = False
+    # "classification", or "detection" (classes.json `task`: per-box labels, docs/detection.md)
+    task: str = "classification"
+    # Per-clip inputs beyond the label (detection: the keyframe's boxes), added to every batch by
+    # the loaders: an object with `fields(rows, specs, mode, epoch) -> dict[str, Tensor]`.
+    annotations: Any = None
 
 
 # ----------------------------------------------------------------------------- synth cache
@@ -51,8 +57,26 @@ def cache_dir(cfg: Config) -> Path:
     return Path(base).expanduser()
 
 
+@dataclass(frozen=True)
+class BuiltinSet:
+    """A generated data set that `data.dataset = <name>` selects: `generator` ("module:function",
+    imported on first use) writes it with (out, scale, seed, workers=...); `version` keys the cache
+    folder (bump it when the output changes)."""
+
+    generator: str
+    version: int
+
+
+BUILTIN_SETS: dict[str, BuiltinSet] = {
+    "synth": BuiltinSet("avsf.data.synth:generate", SYNTH_VERSION),
+    "synth-detection": BuiltinSet("avsf.data.synth_detection:generate", 1),  # docs/detection.md
+}
+
+
 def synth_root(cfg: Config) -> Path:
-    return cache_dir(cfg) / f"synth-{cfg.data.synth_scale}-seed{cfg.data.synth_seed}-v{SYNTH_VERSION}"
+    name = cfg.data.dataset if cfg.data.dataset in BUILTIN_SETS else "synth"
+    version = BUILTIN_SETS[name].version
+    return cache_dir(cfg) / f"{name}-{cfg.data.synth_scale}-seed{cfg.data.synth_seed}-v{version}"
 
 
 @contextmanager
@@ -69,8 +93,9 @@ def _file_lock(path: Path):
 
 
 def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
-    """The synthetic benchmark's folder, generated on first use (atomic, one process at a time)."""
-    from avsf.data import synth
+    """The synthetic benchmark's folder (or another built-in set's), generated on first use
+    (atomic, one process at a time)."""
+    import importlib
 
     root = synth_root(cfg)
     if (root / "classes.json").exists():
@@ -82,7 +107,9 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("generating the synthetic benchmark (%s, seed %d) into %s", cfg.data.synth_scale,
                  cfg.data.synth_seed, root)
-        synth.generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed, workers=workers or max(1, min(2, os.cpu_count() or 1)))
+        module, function = BUILTIN_SETS.get(cfg.data.dataset, BUILTIN_SETS["synth"]).generator.split(":")
+        generate = getattr(importlib.import_module(module), function)
+        generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed, workers=workers or max(1, min(2, os.cpu_count() or 1)))
         if root.exists():
             shutil.rmtree(root)
         os.rename(tmp, root)
@@ -90,7 +117,7 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
 
 
 def dataset_root(cfg: Config) -> Path:
-    if cfg.data.dataset == "synth":
+    if cfg.data.dataset in BUILTIN_SETS:
         return ensure_synth(cfg)
     root = Path(cfg.data.dataset).expanduser()
     if root.is_file():
@@ -125,8 +152,20 @@ def dataset_info(cfg: Config) -> DatasetInfo:
             max_label = max([max_label, *labels])
     names = list(meta.get("classes") or [str(i) for i in range(max_label + 1)])
     groups = {k: list(v) for k, v in (meta.get("groups") or {}).items()}
+    task = str(meta.get("task") or "classification")
+    annotations = None
+    if task in ANNOTATIONS:  # e.g. detection's boxes.csv, read once per description
+        import importlib
+
+        module, function = ANNOTATIONS[task].split(":")
+        annotations = getattr(importlib.import_module(module), function)(root, cfg)
     return DatasetInfo(root=root, class_names=names, groups=groups, num_classes=len(names), split_sizes=sizes,
-                       multi_label=multi, verb_noun=vn)
+                       multi_label=multi, verb_noun=vn, task=task, annotations=annotations)
+
+
+ANNOTATIONS: dict[str, str] = {"detection": "avsf.data.detection:load_annotations"}
+"""Task (classes.json `task`) -> "module:function" that reads the data set's per-clip
+annotations beyond the label, (root, cfg) -> an object with `fields` (see DatasetInfo)."""
 
 
 # ----------------------------------------------------------------------------- loader
@@ -246,6 +285,8 @@ class AVLoader:
         batch["index"] = torch.tensor([s.row for s in kept], dtype=torch.int64)
         if self.mode == "test":
             batch["view"] = torch.tensor([s.view for s in kept], dtype=torch.int64)
+        if self.info.annotations is not None:
+            batch.update(self.info.annotations.fields([self.rows[s.row] for s in kept], kept, self.mode, self.epoch))
         return batch
 
     def _iter_dali(self, specs: list[ClipSpec], total: int):
@@ -285,6 +326,7 @@ class AVLoader:
         from avsf.data.reference import ClipDataset, collate
 
         ds = ClipDataset(self.rows, specs, self.g, self.cfg, mode=self.mode, with_shifted_audio=self.with_shifted_audio)
+        planned = {(s.row, s.view): s for s in specs}  # the specs of the clips that decoded (crop, flip: boxes)
         batches = self._batches(list(range(len(specs))))
         workers = self.cfg.data.num_threads if self.cfg.data.num_threads > 1 else 0
         dl = torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
@@ -296,8 +338,7 @@ class AVLoader:
             if "fast" not in batch:
                 continue
             rows, views = batch.pop("_row").tolist(), batch.pop("_view").tolist()
-            kept = [ClipSpec(r, v, (), (0, 0), (0, 0, 0), False, 0) for r, v in zip(rows, views)]
-            yield self._finish(batch, kept)
+            yield self._finish(batch, [planned[(r, v)] for r, v in zip(rows, views)])
 
 
 def _one_thread(_):

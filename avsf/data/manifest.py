@@ -1,8 +1,11 @@
 """Manifests: the loader-ready CSV, users' input lists, and public datasets' annotation files.
 
 Loader-ready (`manifest.csv`, `train.csv`, ... written by `synth` and `prepare`), header:
-``path,audio,label,duration,fps[,has_audio][,split][,verb,noun]``; paths relative to the
+``path,audio,label,duration,fps[,has_audio][,split][,verb,noun][,keyframe]``; paths relative to the
 file's folder. ``label`` is a class index, or ``3;7`` (several indices) for multi-label data.
+``keyframe`` (seconds into the file) centres every clip of the row on that time (detection:
+one row per annotated keyframe, docs/detection.md). Columns the loader does not read are kept
+in `Row.extra` as text (detection keys its boxes by the `video_id` and `timestamp` columns).
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ KINETICS_SOUNDS = (
 )
 
 
+_ROW_COLUMNS = frozenset(("path", "audio", "label", "duration", "fps", "has_audio", "verb", "noun", "height", "width",
+                          "keyframe", "split"))
+
+
 class ManifestError(ValueError):
     """A manifest row is wrong; the message names the file, the row and what to do."""
 
@@ -41,6 +48,8 @@ class Row:
     noun: int = -1
     height: int = 0  # 0: unknown, probed on first use
     width: int = 0
+    keyframe: float = -1.0  # >= 0: clips are centred on this time (s into the file); -1: sampled as usual
+    extra: dict = field(default_factory=dict)  # the manifest's other columns, as text
 
 
 @dataclass
@@ -54,10 +63,11 @@ class SourceRow:
     extra: dict = field(default_factory=dict)
 
 
-def write_manifest(path: str | Path, rows: list[dict]) -> None:
+def write_manifest(path: str | Path, rows: list[dict], columns: tuple[str, ...] | None = None) -> None:
+    """CSV with a header (`columns`, else every key of the rows in first-seen order), atomically."""
     path = Path(path)
-    keys: list[str] = []
-    for r in rows:
+    keys: list[str] = list(columns or ())
+    for r in rows if columns is None else ():
         for k in r:
             if k not in keys:
                 keys.append(k)
@@ -104,10 +114,12 @@ def read_manifest(path: str | Path, split: str | None = None) -> list[Row]:
                     noun=int(r.get("noun") or -1),
                     height=int(r.get("height") or 0),
                     width=int(r.get("width") or 0),
+                    keyframe=float(r.get("keyframe") or -1.0),
+                    extra={k: v for k, v in r.items() if k not in _ROW_COLUMNS and k is not None},
                 ))
             except (ValueError, TypeError, KeyError) as e:
                 raise ManifestError(f"{path}, row {i}: cannot read {dict(r)} ({e}); labels must be integers "
-                                    "(or '3;7' for multi-label), duration/fps numbers") from None
+                                    "(or '3;7' for multi-label), duration/fps/keyframe numbers") from None
     return rows
 
 

@@ -143,12 +143,8 @@ def label_table(rows: list[SourceRow]) -> list[str]:
     return sorted(names)
 
 
-def prepare(rows: list[SourceRow], out: str | Path, *, workers: int = 2, progress: bool = True) -> dict:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    epic = all("verb" in r.extra for r in rows) and bool(rows)
-    names = [] if epic else label_table(rows)
-    index = {n: i for i, n in enumerate(names)}
+def prepare_files(rows: list[SourceRow], out: Path, *, workers: int = 2, progress: bool = True) -> dict[int, dict]:
+    """`prepare_one` for every row (in `workers` processes): {row position: its result}."""
     jobs = [(i, r, out) for i, r in enumerate(rows)]
     results: dict[int, dict] = {}
     if workers > 1 and len(jobs) > 1:
@@ -159,6 +155,16 @@ def prepare(rows: list[SourceRow], out: str | Path, *, workers: int = 2, progres
     else:
         for i, res in _progress(map(_job, jobs), len(jobs), progress):
             results[i] = res
+    return results
+
+
+def prepare(rows: list[SourceRow], out: str | Path, *, workers: int = 2, progress: bool = True) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    epic = all("verb" in r.extra for r in rows) and bool(rows)
+    names = [] if epic else label_table(rows)
+    index = {n: i for i, n in enumerate(names)}
+    results = prepare_files(rows, out, workers=workers, progress=progress)
     manifest, failed, no_audio, skipped = [], [], [], 0
     for i, src in enumerate(rows):
         res = results[i]
@@ -183,10 +189,14 @@ def prepare(rows: list[SourceRow], out: str | Path, *, workers: int = 2, progres
     (out / "classes.json").write_text(json.dumps({"classes": names, "groups": {}}, indent=2))
     report = {"ok": len(manifest), "failed": failed, "no_audio": no_audio, "skipped_already_prepared": skipped,
               "total": len(rows)}
+    write_report(out, report)
+    return report
+
+
+def write_report(out: Path, report: dict) -> None:
     tmp = out / "report.json.tmp"
     tmp.write_text(json.dumps(report, indent=2))
     tmp.replace(out / "report.json")
-    return report
 
 
 def _progress(it, total, on):

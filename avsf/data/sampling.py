@@ -70,7 +70,16 @@ def resized_size(h: int, w: int, short: int) -> tuple[int, int]:
 
 
 def _frames(start: int, g: ClipGeometry, n: int) -> tuple[int, ...]:
-    return tuple(min(start + k * g.fast_stride, n - 1) for k in range(g.fast_frames))
+    """Fast frame indices from `start`; outside the file the first / last frame repeats."""
+    return tuple(max(0, min(start + k * g.fast_stride, n - 1)) for k in range(g.fast_frames))
+
+
+def keyframe_start(row: Row, g: ClipGeometry) -> int | None:
+    """First frame of the clip centred on the row's keyframe (AVA: the keyframe is the clip's
+    middle frame); None for rows without one. It may lie before the file's start (see `_frames`)."""
+    if row.keyframe < 0:
+        return None
+    return int(round(row.keyframe * row.fps)) - g.span // 2
 
 
 def _audio_start(start_frame: int, fps: float, sr: int) -> int:
@@ -82,6 +91,8 @@ def train_spec(cfg: Config, g: ClipGeometry, row: Row, index: int, hw: tuple[int
     rng = np.random.default_rng([cfg.train.seed, epoch, index, 7])
     n = frame_count(row)
     start = int(rng.integers(0, max(n - g.span, 0) + 1))
+    centred = keyframe_start(row, g)
+    start = start if centred is None else centred
     lo, hi = cfg.data.short_side_range
     short = int(rng.integers(lo, hi + 1))
     rh, rw = resized_size(hw[0], hw[1], short)
@@ -112,14 +123,17 @@ def shifted_start(rng: np.random.Generator, a0: int, duration: float, g: ClipGeo
 
 
 def test_specs(cfg: Config, g: ClipGeometry, row: Row, index: int, hw: tuple[int, int]) -> list[ClipSpec]:
-    """K uniform temporal clips x J spatial crops (3: both ends + centre of the longer side)."""
+    """K uniform temporal clips x J spatial crops (3: both ends + centre of the longer side); rows
+    with a keyframe have one temporal position, centred on it (detection configs ask for K = 1)."""
     k_views, j_views = cfg.eval.temporal_views, cfg.eval.spatial_views
     n = frame_count(row)
     c = cfg.data.test_crop_size
     rh, rw = resized_size(hw[0], hw[1], c)
     out = []
+    centred = keyframe_start(row, g)
     for k in range(k_views):
         start = int(round(k * max(n - g.span, 0) / (k_views - 1))) if k_views > 1 else max(n - g.span, 0) // 2
+        start = start if centred is None else centred
         for j in range(j_views):
             y0, x0 = crop_position(rh, rw, c, j, j_views)
             out.append(ClipSpec(index, k * j_views + j, _frames(start, g, n), (rh, rw), (y0, x0, c), False,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,18 @@ _KEEP_IN = ("index", "view", "label", "verb", "noun")
 _KEEP_OUT = ("logits", "verb_logits", "noun_logits")
 
 
+def collect_clips(batch: dict, out: dict) -> dict[str, torch.Tensor]:
+    """A classification batch's rows to keep: index, view, labels (from the batch) and logits."""
+    kept = {k: batch[k].detach().cpu() for k in _KEEP_IN if k in batch}
+    kept.update({k: out[k].detach().float().cpu() for k in _KEEP_OUT if k in out})
+    return kept
+
+
 @torch.no_grad()
-def predict(model, loader, *, device, precision="fp32", channels_last=False, progress=False, desc="eval") -> dict:
-    """Raw logits and labels of every clip the loader yields, on the CPU, concatenated."""
+def predict(model, loader, *, device, precision="fp32", channels_last=False, progress=False, desc="eval",
+            collect: Callable[[dict, dict], dict[str, torch.Tensor]] = collect_clips) -> dict:
+    """What `collect(batch, outputs)` keeps of every batch the loader yields (default: each clip's
+    raw logits and labels), on the CPU, concatenated per key."""
     from tqdm import tqdm
 
     model.eval()
@@ -53,12 +63,8 @@ def predict(model, loader, *, device, precision="fp32", channels_last=False, pro
         x = to_device(batch, device, channels_last)
         with autocast_context(device, precision):
             out = model(x)
-        for k in _KEEP_IN:
-            if k in batch:
-                parts.setdefault(k, []).append(batch[k].detach().cpu())
-        for k in _KEEP_OUT:
-            if k in out:
-                parts.setdefault(k, []).append(out[k].detach().float().cpu())
+        for k, v in collect(batch, out).items():
+            parts.setdefault(k, []).append(v)
         bar.update(1)
     bar.close()
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -152,6 +158,35 @@ class SplitScores:
     failed: int  # clips the loader could not decode (all processes)
 
 
+def score_clips(pred: dict, *, dataset: Any, split: str, spatial_views: int = 1) -> tuple:
+    """Classification: (metrics, per-class table, predictions.json record) from per-view logits."""
+    videos = aggregate(pred, spatial_views=spatial_views, multi_label=bool(getattr(dataset, "multi_label", False)))
+    names = getattr(dataset, "class_names", None)
+    metrics, per_class = score_videos(videos, groups=getattr(dataset, "groups", None), class_names=names)
+    return metrics, per_class, predictions_record(videos, split=split, class_names=names)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a task's test predictions are kept per batch and scored per split: `collect(batch,
+    outputs)` -> tensors to concatenate; `score(pred, dataset=, split=, spatial_views=)` ->
+    (metrics, per-class table, predictions.json record)."""
+
+    collect: Callable[[dict, dict], dict[str, torch.Tensor]]
+    score: Callable[..., tuple[dict[str, float], dict[str, Any], dict[str, Any]]]
+
+
+SCORINGS: dict[str, Scoring] = {"classification": Scoring(collect_clips, score_clips)}
+"""Task (the dataset description's `task`) -> its scoring; detection registers below."""
+
+
+def scoring_for(dataset: Any) -> Scoring:
+    task = getattr(dataset, "task", "classification")
+    if task not in SCORINGS:
+        raise KeyError(f"no scoring registered for the dataset's task '{task}' (registered: {', '.join(SCORINGS)})")
+    return SCORINGS[task]
+
+
 def evaluate_split(model, loader, dist_info, *, dataset, split: str, precision: str = "fp32",
                    channels_last: bool = False, spatial_views: int = 1, progress: bool = False,
                    desc: str | None = None) -> SplitScores:
@@ -159,11 +194,19 @@ def evaluate_split(model, loader, dist_info, *, dataset, split: str, precision: 
     metrics of all shards). `dataset` describes the classes (`multi_label`, `groups`, `class_names`)."""
     from avsf import distributed as D
 
+    scoring = scoring_for(dataset)
     pred = predict(model, loader, device=dist_info.device, precision=precision, channels_last=channels_last,
-                   progress=progress and dist_info.main, desc=desc or split)
+                   progress=progress and dist_info.main, desc=desc or split, collect=scoring.collect)
     failed = int(D.all_reduce_sum([float(getattr(loader, "failed", 0))], dist_info)[0])
     pred = merge_predictions(D.gather_objects(pred, dist_info))
-    videos = aggregate(pred, spatial_views=spatial_views, multi_label=bool(getattr(dataset, "multi_label", False)))
-    names = getattr(dataset, "class_names", None)
-    metrics, per_class = score_videos(videos, groups=getattr(dataset, "groups", None), class_names=names)
-    return SplitScores(metrics, per_class, predictions_record(videos, split=split, class_names=names), failed)
+    metrics, per_class, record = scoring.score(pred, dataset=dataset, split=split, spatial_views=spatial_views)
+    return SplitScores(metrics, per_class, record, failed)
+
+
+def _register_detection() -> None:
+    from avsf.eval import detection
+
+    SCORINGS["detection"] = Scoring(detection.collect, detection.score)
+
+
+_register_detection()

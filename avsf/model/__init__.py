@@ -2,5 +2,6 @@
 
 from avsf.model.avslowfast import AVSlowFast, LateEnsemble
 from avsf.model.builder import build_model, validate
+from avsf.model.compile import compile_model
 
-__all__ = ["AVSlowFast", "LateEnsemble", "build_model", "validate"]
+__all__ = ["AVSlowFast", "LateEnsemble", "build_model", "compile_model", "validate"]

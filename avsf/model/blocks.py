@@ -1,10 +1,36 @@
-"""Residual building blocks of the Slow, Fast and Audio pathways (Table 1)."""
+"""Residual building blocks of the Slow, Fast and Audio pathways (Table 1), and the execution
+helpers: conv subclasses that compute the plain conv's function faster on some devices."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+HELPERS = ("subsampled", "space_to_depth", "frame_conv")
+"""The execution helpers: SubsampledConv2d/3d, SpaceToDepthConv3d, FrameConv3d."""
+
+EXECUTION_HELPERS: dict[str, frozenset[str]] = {"cpu": frozenset(HELPERS)}
+"""Which helpers run on which device type; a device type not listed (CUDA, MPS, ...) runs the
+plain convs. Each helper is in here only where bench/test_helpers.py measured it faster than
+the plain conv: on the CPU all three (docs/performance.md). None has been measured on CUDA,
+where cuDNN picks its own algorithms, so none runs there until the bench's CUDA groups show
+one helps (`set_execution_helpers("cuda", [...])` turns one on, e.g. for that bench)."""
+
+
+def set_execution_helpers(device_type: str, names: Iterable[str]) -> None:
+    """Run exactly the helpers `names` on `device_type` ("cpu", "cuda", ...)."""
+    names = frozenset(names)
+    unknown = names - set(HELPERS)
+    if unknown:
+        raise ValueError(f"unknown execution helper(s) {sorted(unknown)}; choose from {', '.join(HELPERS)}")
+    EXECUTION_HELPERS[device_type] = names
+
+
+def helper_runs(name: str, device: torch.device) -> bool:
+    return name in EXECUTION_HELPERS.get(device.type, ())
 
 
 class _SubsampleFirst:
@@ -25,6 +51,8 @@ class _SubsampleFirst:
                              f"kernel {self.kernel_size}, padding {self.padding}")
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if not helper_runs("subsampled", x.device):
+            return super()._conv_forward(x, weight, bias)
         if any(s != 1 for s in self.stride):
             x = x[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in self.stride)]
         return type(self)._conv(x, weight, bias, 1, 0, self.dilation, self.groups)
@@ -48,7 +76,8 @@ class SpaceToDepthConv3d(nn.Conv3d):
     channels (the Fast stem: 4 at `small`, 8 at R50), oneDNN's weight gradient of the strided
     conv barely vectorises; the rearranged conv trains 1.5x faster at `small`, about even at R50
     (bench/test_helpers.py, docs/performance.md).
-    Evaluation, CUDA and wide stems (>= FEW_CHANNELS outputs, where it is slower) use the plain conv.
+    Evaluation, devices without the helper (EXECUTION_HELPERS) and wide stems (>= FEW_CHANNELS
+    outputs, where it is slower) use the plain conv.
     """
 
     FEW_CHANNELS = 16
@@ -60,7 +89,7 @@ class SpaceToDepthConv3d(nn.Conv3d):
                              f"stride {self.stride}, groups {self.groups}, dilation {self.dilation}")
 
     def _rearranged(self) -> bool:
-        return (self.out_channels < self.FEW_CHANNELS and self.weight.device.type == "cpu"
+        return (self.out_channels < self.FEW_CHANNELS and helper_runs("space_to_depth", self.weight.device)
                 and torch.is_grad_enabled() and self.weight.requires_grad and not torch.jit.is_tracing())
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -106,7 +135,7 @@ class FrameConv3d(nn.Conv3d):
 
     def _on_frames(self, x: torch.Tensor) -> bool:
         n, c, t, h, _ = x.shape
-        return (x.device.type == "cpu" and n == 1 and n * c * t * h <= self.SLOW_PATH_MAX and self.groups == 1
+        return (helper_runs("frame_conv", x.device) and n == 1 and n * c * t * h <= self.SLOW_PATH_MAX and self.groups == 1
                 and max(self.kernel_size[1:]) <= 3 and not torch.jit.is_tracing())
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -135,14 +164,16 @@ def conv_bn_relu(conv: nn.Module, channels: int, *, relu: bool = True, zero_init
 
 
 class Bottleneck3d(nn.Module):
-    """SlowFast bottleneck: Tx1x1 -> 1x3x3 (spatial stride here) -> 1x1x1, plus shortcut."""
+    """SlowFast bottleneck: Tx1x1 -> 1x3x3 (spatial stride and dilation here) -> 1x1x1, plus shortcut."""
 
-    def __init__(self, dim_in: int, dim_inner: int, dim_out: int, *, temporal_kernel: int, stride: int):
+    def __init__(self, dim_in: int, dim_inner: int, dim_out: int, *, temporal_kernel: int, stride: int,
+                 dilation: int = 1):
         super().__init__()
-        t = temporal_kernel
+        t, d = temporal_kernel, dilation
         self.a = conv_bn_relu(nn.Conv3d(dim_in, dim_inner, (t, 1, 1), padding=(t // 2, 0, 0), bias=False), dim_inner)
         self.b = conv_bn_relu(
-            FrameConv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, 1, 1), bias=False),
+            FrameConv3d(dim_inner, dim_inner, (1, 3, 3), stride=(1, stride, stride), padding=(0, d, d),
+                        dilation=(1, d, d), bias=False),
             dim_inner,
         )
         self.c = conv_bn_relu(nn.Conv3d(dim_inner, dim_out, 1, bias=False), dim_out, relu=False, zero_init=True)
@@ -197,6 +228,32 @@ class TimeFrequencyBottleneck(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.shortcut is None else self.shortcut(x)
         return self.relu(self.c(torch.cat([self.time(x), self.freq(x)], dim=1)) + identity)
+
+
+class FactorisedBottleneck(nn.Module):
+    """The audio res2/res3 block as Table 1 draws it: 1x1 -> [3x1, 1x3] -> 1x1.
+
+    The middle pair reads the reduced features in parallel, a 3x1 filter over time and a 1x3
+    filter over frequency, summed before BN and ReLU, the way the authors' code reads the
+    stem's "[9x1, 1x9]" in the same table (their tf_bottleneck_transform_v2). Unlike v1
+    (`TimeFrequencyBottleneck`) it costs less than the 3x3 bottleneck it replaces, as Sec. 3.4
+    says factorising does.
+    """
+
+    def __init__(self, dim_in: int, dim_inner: int, dim_out: int, *, stride: int):
+        super().__init__()
+        self.a = conv_bn_relu(nn.Conv2d(dim_in, dim_inner, 1, bias=False), dim_inner)
+        self.time = nn.Conv2d(dim_inner, dim_inner, (3, 1), stride=stride, padding=(1, 0), bias=False)
+        self.freq = nn.Conv2d(dim_inner, dim_inner, (1, 3), stride=stride, padding=(0, 1), bias=False)
+        self.b = nn.Sequential(nn.BatchNorm2d(dim_inner), nn.ReLU(inplace=True))
+        self.c = conv_bn_relu(nn.Conv2d(dim_inner, dim_out, 1, bias=False), dim_out, relu=False, zero_init=True)
+        self.shortcut = _audio_shortcut(dim_in, dim_out, stride)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.shortcut is None else self.shortcut(x)
+        y = self.a(x)
+        return self.relu(self.c(self.b(self.time(y) + self.freq(y))) + identity)
 
 
 def _audio_shortcut(dim_in: int, dim_out: int, stride: int) -> nn.Module | None:

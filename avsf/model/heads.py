@@ -1,10 +1,16 @@
-"""Output heads: classification (softmax / sigmoid / verb+noun) and AV synchronisation."""
+"""Output heads: classification (softmax / sigmoid / verb+noun), per-box detection, rotation
+(the ROT pretext task) and AV synchronisation."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchvision.ops import roi_align
+
+DETECTION_STRIDE = 16
+"""Input pixels per feature-map cell of the detection backbone (res5 undilated: 32)."""
+ROI_RESOLUTION = 7  # PySlowFast's AVA configs (POOLER_RESOLUTION)
 
 
 class ClassificationHead(nn.Module):
@@ -26,6 +32,41 @@ class ClassificationHead(nn.Module):
             verb, noun = self.verb(x), self.noun(x)
             return {"logits": torch.cat([verb, noun], dim=1), "verb_logits": verb, "noun_logits": noun}
         return {"logits": self.fc(x)}
+
+
+class DetectionHead(nn.Module):
+    """Per-box action classifier for AVA-style detection (Sec. 5, A.7; PySlowFast ResNetRoIHead).
+
+    Each visual pathway's final map is averaged over time, RoIAlign-ed (7x7, aligned corners)
+    at every valid person box of the keyframe and max-pooled to one vector per box; the
+    pathways' vectors and the clip's pooled audio (as in classification) are concatenated,
+    then dropout and one fc per class (sigmoid in the loss / at test).
+
+    Boxes are (B, K, 4) x1, y1, x2, y2 in input pixels with a (B, K) bool `box_mask`. Output:
+    `box_logits` (N, C) for the N valid boxes in (batch, k) order and `box_index` (N,) with
+    the flat index b * K + k of each, so `box_labels.flatten(0, 1)[box_index]` are its labels.
+    """
+
+    def __init__(self, dims_visual: list[int], dim_audio: int, *, num_classes: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(sum(dims_visual) + dim_audio, num_classes)
+
+    def forward(self, maps: list[torch.Tensor], audio: torch.Tensor | None, boxes: torch.Tensor,
+                box_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        k = box_mask.shape[1]
+        index = box_mask.flatten().nonzero().squeeze(1)
+        clip = index // k
+        rois = torch.cat([clip[:, None].to(boxes.dtype), boxes.flatten(0, 1)[index]], dim=1)
+        features = []
+        for m in maps:
+            frame = m.mean(dim=2)  # temporal pooling
+            pooled = roi_align(frame, rois.to(frame.dtype), output_size=ROI_RESOLUTION,
+                               spatial_scale=1.0 / DETECTION_STRIDE, sampling_ratio=0, aligned=True)
+            features.append(pooled.amax(dim=(2, 3)))
+        if audio is not None:
+            features.append(audio[clip])
+        return {"box_logits": self.fc(self.dropout(torch.cat(features, dim=1))), "box_index": index}
 
 
 class SyncHead(nn.Module):

@@ -11,7 +11,8 @@ from torch import nn
 
 from avsf.config import RES_STAGES
 from avsf.model.blocks import (
-    AudioBottleneck, Bottleneck3d, NonLocal3d, SpaceToDepthConv3d, TimeFrequencyBottleneck, conv_bn_relu,
+    AudioBottleneck, Bottleneck3d, FactorisedBottleneck, NonLocal3d, SpaceToDepthConv3d, TimeFrequencyBottleneck,
+    conv_bn_relu,
 )
 
 
@@ -31,6 +32,9 @@ class VisualPathway(nn.Module):
     `extra_in[stage]` widens a stage's input for the Fast->Slow concatenation before it.
     Only the first `temporal_kernel_blocks[i]` blocks of stage i get its temporal kernel, the
     rest are 1 (PySlowFast's NUM_BLOCK_TEMP_KERNEL: R101's res4 uses 3 in 6 of 23 blocks).
+    `res5_dilation` 2 (detection, Sec. 5): res5 keeps the spatial size (stride 1) and dilates
+    its spatial filters by 2 instead, so the final map is 1/16 of the input, as PySlowFast's
+    AVA configs.
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class VisualPathway(nn.Module):
         extra_in: dict[str, int],
         nonlocal_stages: list[str],
         num_frames: int = 2,
+        res5_dilation: int = 1,
     ):
         super().__init__()
         t = stem_temporal_kernel
@@ -61,11 +66,12 @@ class VisualPathway(nn.Module):
             prev = ("pool1",) + RES_STAGES
             d = dim_in + extra_in.get(prev[i], 0)
             nl_at = nonlocal_after(n) if name in nonlocal_stages else set()
+            dilation = res5_dilation if name == "res5" else 1
             for j in range(n):
                 layers.append(
                     Bottleneck3d(
                         d, inner, dim_out, temporal_kernel=temporal_kernels[i] if j < temporal_kernel_blocks[i] else 1,
-                        stride=(2 if i > 0 and j == 0 else 1),
+                        stride=(2 if i > 0 and j == 0 and dilation == 1 else 1), dilation=dilation,
                     )
                 )
                 if j in nl_at:
@@ -91,15 +97,19 @@ class AudioStem(nn.Module):
         return self.relu(self.bn(self.time(x) + self.freq(x)))
 
 
+AUDIO_BLOCKS = {"factorised": TimeFrequencyBottleneck, "table1": FactorisedBottleneck, "3x3": AudioBottleneck}
+"""`model.audio_kernels` -> the block of audio res2 and res3 (res4, res5: always the 3x3 one)."""
+FACTORISED_STAGES = ("res2", "res3")
+
+
 class AudioPathway(nn.Module):
     """2D ResNet over the (time x frequency) log-mel; no pool1; stride-2 downsampling per stage.
 
-    `factorised_stages` use the [3x1, 1x3] time-frequency block; the rest a plain 3x3 bottleneck.
+    res2 and res3 use `AUDIO_BLOCKS[block]` (time and frequency filtered apart, Sec. 3.4); res4
+    and res5 a plain 3x3 bottleneck.
     """
 
-    def __init__(
-        self, *, width: int, blocks: list[int], stem_kernel: int, res2_stride: int, factorised_stages: set[str]
-    ):
+    def __init__(self, *, width: int, blocks: list[int], stem_kernel: int, res2_stride: int, block: str):
         super().__init__()
         self.stem = AudioStem(width, stem_kernel)
         self.out_channels: dict[str, int] = {"pool1": width}
@@ -110,8 +120,8 @@ class AudioPathway(nn.Module):
             inner = width * 2**i
             dim_out = 4 * inner
             stride = res2_stride if i == 0 else 2
-            block = TimeFrequencyBottleneck if name in factorised_stages else AudioBottleneck
-            layers = [block(dim_in if j == 0 else dim_out, inner, dim_out, stride=stride if j == 0 else 1) for j in range(n)]
+            kind = AUDIO_BLOCKS[block] if name in FACTORISED_STAGES else AudioBottleneck
+            layers = [kind(dim_in if j == 0 else dim_out, inner, dim_out, stride=stride if j == 0 else 1) for j in range(n)]
             stages.append(Stage(*layers))
             dim_in = dim_out
             self.out_channels[name] = dim_out

@@ -5,8 +5,9 @@ NAME`, and study files: a ``[[variant]]`` with ``row = "table5c/pd0.8"`` takes t
 numbers, and its overrides unless the variant gives its own ``set``, instead of retyping them.
 
 Overrides apply on top of the `paper` scale. The numbers are the paper's, copied from its tables
-(Kinetics-400 top-1/top-5 in %, Charades mAP in %, GFLOPs of one clip at 256x256 with 400 classes
-unless the row says otherwise); a number the paper does not give is None. docs/model.md explains
+(Kinetics-400 top-1/top-5 in %, Charades and AVA mAP in %, GFLOPs of one clip at 256x256 with
+400 classes unless the row says otherwise: the detection and SSL rows are at 256x320, the paper's
+footnote 2); a number the paper does not give is None. docs/model.md explains
 rows whose GFLOPs our count cannot match.
 """
 
@@ -28,7 +29,8 @@ class PaperRow:
     top5: float | None = None
     mAP: float | None = None
     gflops: float | None = None
-    input_size: int = 256  # the clip's spatial size behind `gflops`
+    input_size: int | tuple[int, int] = 256  # the clip's spatial size behind `gflops`: side, or (height, width)
+    paper_params_m: float | None = None  # the paper's parameter count (millions), where it gives one
 
     @property
     def table(self) -> str:
@@ -55,6 +57,16 @@ R101_NL_16x8 = {
     "model.head": "sigmoid",
 }
 SLOWFAST = {"model.pathways": "slowfast"}
+# AVA detection (Table 7, Sec. 5, A.7): res5 dilated, RoI head, 80 classes (60 evaluated);
+# R101 rows with non-local blocks ("For R101, both use NL blocks"). mAP: AVA v2.1.
+# One test view: the clip is centred on each keyframe (Config.validate asks for it with detection).
+DETECTION = {"model.head": "detection", "model.num_classes": 80, "eval.temporal_views": 1}
+R101_NL_8x8 = {**R101_8x8, "model.nonlocal_stages": ["res4"]}
+# Self-supervised rows (Table A.1): the rotation head (ROT) on top, UCF101's 101 classes in the
+# linear probe's fc; T x tau = 16x4 samples 64 frames at stride 1 (Fast alpha 4), 128 log-mel.
+SSL = {"model.rot_head": True, "model.num_classes": 101}
+R50_16x4 = {"model.num_frames": 16, "model.tau": 4, "model.alpha_f": 4, "model.alpha_a": 8, "model.fs_fusion_kernel": 7}
+FOOTNOTE_2 = (256, 320)
 # The default AVSlowFast 4x16 R50 (A->FS, beta_A 1/2, Pd 0.8, AVS at res3-5, fused at res3, res4,
 # pool5) is a row of every Table 5 panel and of Table 6: 77.0 / 92.7, 39.8 GFLOPs.
 DEFAULT_AV = {"top1": 77.0, "top5": 92.7}
@@ -102,6 +114,22 @@ _ROWS = [
              {**R101_NL_16x8, **SLOWFAST}, mAP=42.5, gflops=234.0),
     PaperRow("table4/avslowfast-r101-nl", "AVSlowFast 16x8, R101+NL (Charades, 157 classes)",
              dict(R101_NL_16x8), mAP=43.7, gflops=278.0),
+    PaperRow("table7/slowfast-r50", "AVA detection, SlowFast 4x16, R50", {**DETECTION, **SLOWFAST},
+             mAP=24.3, gflops=65.7, input_size=FOOTNOTE_2),
+    PaperRow("table7/avslowfast-r50", "AVA detection, AVSlowFast 4x16, R50", dict(DETECTION),
+             mAP=25.4, gflops=67.1, input_size=FOOTNOTE_2),
+    PaperRow("table7/slowfast-r101-nl", "AVA detection, SlowFast 8x8, R101+NL", {**R101_NL_8x8, **DETECTION, **SLOWFAST},
+             mAP=26.3, gflops=184.0, input_size=FOOTNOTE_2),
+    PaperRow("table7/avslowfast-r101-nl", "AVA detection, AVSlowFast 8x8, R101+NL", {**R101_NL_8x8, **DETECTION},
+             mAP=27.8, gflops=210.0, input_size=FOOTNOTE_2),
+    PaperRow("tableA1/avslowfast-4x16", "SSL (AVS+ROT) AVSlowFast 4x16, R50", dict(SSL),
+             gflops=36.2, input_size=FOOTNOTE_2, paper_params_m=38.5),
+    PaperRow("tableA1/avslowfast-8x8", "SSL (AVS+ROT) AVSlowFast 8x8, R50", {**R50_8x8, **SSL},
+             gflops=63.4, input_size=FOOTNOTE_2, paper_params_m=38.5),
+    PaperRow("tableA1/avslowfast-16x4", "SSL (AVS+ROT) AVSlowFast 16x4, R50", {**R50_16x4, **SSL},
+             gflops=117.9, input_size=FOOTNOTE_2, paper_params_m=38.5),
+    PaperRow("tableA1/slowfast-4x16-rot", "SSL (ROT) SlowFast 4x16, R50", {**SSL, **SLOWFAST},
+             gflops=34.2, input_size=FOOTNOTE_2, paper_params_m=33.0),
 ]
 
 ROWS: dict[str, PaperRow] = {r.name: r for r in _ROWS}

@@ -30,13 +30,19 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> list
 
 def write_study_report(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     from avsf.report.data import gather
+
+    return write_report_of(gather(run_dir), out_dir)
+
+
+def write_report_of(data, out_dir: str | Path) -> list[Path]:
+    """Write the report of gathered study data (`avsf.report.data.gather`)."""
     from avsf.report.figures import write_figures
     from avsf.report.summary import write_summary
     from avsf.report.tables import write_tables
 
     out_dir = Path(out_dir)
+    _ = data.evidence  # read and check every predictions.json before anything is written
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = gather(run_dir)
     files = write_tables(data, out_dir)
     figures, gain = write_figures(data, out_dir)
     for f in figures:
@@ -45,4 +51,4 @@ def write_study_report(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     return [*files, summary]
 
 
-__all__ = ["default_out", "write_report", "write_study_report"]
+__all__ = ["default_out", "write_report", "write_report_of", "write_study_report"]

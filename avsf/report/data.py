@@ -10,11 +10,17 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from avsf.report.latex import plain
 from avsf.study.spec import StudySpec, Variant
 from avsf.study.store import RunRecord, Stat, StudyRecord, load_study_dir, read_json
+
+if TYPE_CHECKING:
+    from avsf.report.evidence import Evidence
+    from avsf.stats import Interval
 
 # result.json numbers the reports know how to name, in display order
 KNOWN_KEYS = (
@@ -55,11 +61,6 @@ def metric_name(key: str) -> str:
     return NAMES.get(key, key.replace("_", " "))
 
 
-def plain(text: str) -> str:
-    """A LaTeX header ("$\\beta_A$") as plain text ("beta_A") for Markdown and plots."""
-    return re.sub(r"[$\\{}]", "", text)
-
-
 @dataclass
 class Row:
     variant: Variant
@@ -80,7 +81,7 @@ class Row:
         return s.mean if s else None
 
     def named(self, header: str) -> str:
-        """The label as a phrase: "P_d = 0.8" for bare values ("0.8", "1/8", "-"), else the label."""
+        """The label as a phrase: "Pd = 0.8" for bare values ("0.8", "1/8", "-"), else the label."""
         lab = self.label
         if header and re.fullmatch(r"[-+0-9./ ]+", lab):
             return f"{plain(header)} = {lab}"
@@ -98,6 +99,17 @@ class ReportData:
     @property
     def spec(self) -> StudySpec:
         return self.record.spec
+
+    @cached_property
+    def evidence(self) -> Evidence | None:
+        """The paired statistics from the runs' predictions.json (None without any)."""
+        from avsf.report.evidence import gather_evidence
+
+        return gather_evidence(self)
+
+    def text_of(self, name: str) -> str:
+        """A top-level study string (`hypothesis`, `mechanism`; contract 7), one line, "" when absent."""
+        return " ".join(str(getattr(self.spec, name, "") or "").split())
 
     @property
     def metric(self) -> str:
@@ -213,6 +225,24 @@ def fmt(stat: Stat | None, digits: int = 1, *, pm: str = " ± ") -> str:
     if stat.n <= 1:
         return f"{stat.mean:.{digits}f}"
     return f"{stat.mean:.{digits}f}{pm}{stat.std:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or not math.isfinite(p):
+        return "–"
+    if p < 0.001:
+        return "< 0.001"
+    return f"{p:.3f}" if p < 0.1 else f"{p:.2f}"
+
+
+def fmt_ci(iv: Interval | None, *, signed: bool = False, factor: float = 100.0) -> str:
+    """ "81.0 [76.2, 85.5]" (fractions shown in percent); signed: "+6.0 [+1.2, +10.8]"."""
+    if iv is None or not math.isfinite(iv.estimate):
+        return "–"
+    f = "{:+.1f}" if signed else "{:.1f}"
+    if not (math.isfinite(iv.low) and math.isfinite(iv.high)):
+        return f.format(iv.estimate * factor)
+    return f"{f.format(iv.estimate * factor)} [{f.format(iv.low * factor)}, {f.format(iv.high * factor)}]"
 
 
 def fmt_gflops(x: float | None) -> str:

@@ -1,36 +1,28 @@
-"""summary.md: the table, the figures, and in words which variant won, by how much, how sure."""
+"""summary.md: the hypothesis, the result in words with intervals and p-values, the paper's
+claims judged at this study's power, the tables, the figures, convergence and provenance."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from avsf.report.data import ReportData, dataset_text, fmt, metric_name
-from avsf.report.figures import Figure
-from avsf.report.tables import group_table, markdown_table, paper_ref
+from avsf import stats as st
 from avsf.io import atomic_write_text
-from avsf.study.store import Stat
+from avsf.report.data import ReportData, Row, dataset_text, fmt, fmt_ci, fmt_p, metric_name
+from avsf.report.evidence import Evidence, Verdict, converged
+from avsf.report.figures import Figure
+from avsf.report.latex import plain
+from avsf.report.provenance import code_provenance, describe, runs_provenance
+from avsf.report.tables import group_table, markdown_table, paper_ref
 
-
-def _gap(a: Stat, b: Stat) -> tuple[float, float | None]:
-    """Difference of means and its standard error (None with fewer than 2 seeds on a side)."""
-    d = a.mean - b.mean
-    if a.n < 2 or b.n < 2:
-        return d, None
-    return d, math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
-
-
-def _confidence(d: float, se: float | None, n: int) -> str:
-    if se is None:
-        return "with a single seed per variant there is no estimate of the seed-to-seed spread, so this ranking is tentative"
-    if se == 0:
-        return "the seeds agree exactly"
-    z = abs(d) / se
-    if z >= 3:
-        return f"the gap is {z:.1f} standard errors, well beyond the seed-to-seed spread"
-    if z >= 2:
-        return f"the gap is {z:.1f} standard errors: likely real, but {n} seeds are few"
-    return f"the gap is only {z:.1f} standard errors, within the seed-to-seed spread: not a clear win with {n} seeds"
+METHOD = (
+    "Intervals are 95 % bootstrap intervals from a paired, hierarchical bootstrap: seeds and test clips are "
+    "resampled (the same draw for both variants of a comparison), with the seed level rescaled to the "
+    "training-to-training variance the seeds show beyond test-clip noise and widened by Student's t for few "
+    "seeds. p is two-sided for the difference against the baseline (Holm: adjusted over this study's variants); "
+    "MDD is the smallest difference this study detects with 80 % power at the 5 % level "
+    "(`avsf/stats.py` documents the method)."
+)
 
 
 def _kendall_tau(xs: list[float], ys: list[float]) -> float | None:
@@ -45,136 +37,290 @@ def _kendall_tau(xs: list[float], ys: list[float]) -> float | None:
                 c += 1
             elif s < 0:
                 d += 1
-    pairs = n * (n - 1) / 2
-    return (c - d) / pairs if pairs else None
+    return (c - d) / (n * (n - 1) / 2)
 
 
-def verdict(data: ReportData) -> list[str]:
-    """Sentences: the winner, its margin over the runner-up with uncertainty, the paper's view."""
-    key = data.metric
-    name = metric_name(key)
-    unit = " points" if key in data.percent else ""
-    ranked = data.ranked()
-    out: list[str] = []
-    if not ranked:
-        return ["No variant has a finished run yet, so there is no winner to report."]
+def _points(x: float) -> str:
+    return f"{x * 100:+.1f}"
+
+
+def _test_text(cmp: st.Comparison) -> str:
+    """ "+6.0 points [+1.2, +10.8], p = 0.014 (MDD 4.8 points)" """
+    return (f"{fmt_ci(cmp.diff, signed=True)} points, p = {fmt_p(cmp.p_value)} "
+            f"(smallest detectable difference {cmp.mdd * 100:.1f} points)").replace("p = < ", "p < ")
+
+
+def _unconverged(data: ReportData, names: list[str]) -> list[str]:
+    return [f"{r.variant} seed{r.seed}" for n in dict.fromkeys(names) for r in data.row(n).runs
+            if converged(r) is False]
+
+
+def _winner_lines(data: ReportData, ev: Evidence, ranked: list[Row]) -> list[str]:
+    key, name = data.metric, metric_name(data.metric)
     w = ranked[0]
-    ws = w.stats[key]
-    if len(ranked) == 1:
-        out.append(f"Only **{data.named(w)}** has finished runs: {name} {fmt(ws)} (n = {ws.n}).")
-    else:
+    iv = ev.variants[w.name].interval.get(key)
+    seeds = ev.seeds_of(w.name)
+    out = [f"**{data.named(w)}** ranks first with {name} {fmt_ci(iv)} % (95 % interval; {len(seeds)} seed"
+           f"{'s' if len(seeds) != 1 else ''} x {ev.n_clips} test clips)."]
+    if len(ranked) > 1:
         r = ranked[1]
-        rs = r.stats[key]
-        d, se = _gap(ws, rs)
-        margin = f"{d:.1f}{unit}" + (f" ± {se:.1f} (standard error)" if se is not None else "")
-        out.append(
-            f"**{data.named(w)}** won with {name} {fmt(ws)} (mean ± std over {ws.n} seed{'s' if ws.n != 1 else ''}), "
-            f"{margin} above the runner-up **{data.named(r)}** ({fmt(rs)}); {_confidence(d, se, min(ws.n, rs.n))}."
-        )
-        last = ranked[-1]
-        if last is not r:
-            d2, se2 = _gap(ws, last.stats[key])
-            out.append(
-                f"The spread from best to worst ({data.named(last)}, {fmt(last.stats[key])}) is {d2:.1f}{unit}"
-                + (f" ± {se2:.1f}" if se2 is not None else "")
-                + "."
-            )
-    base = data.row(data.spec.baseline_variant().name)
-    if base is not w and base.stats[key].n and not base.variant.reference:
-        d, se = _gap(ws, base.stats[key])
-        out.append(
-            f"Against the baseline {data.named(base)} ({fmt(base.stats[key])}) the winner gains {d:+.1f}{unit}"
-            + (f" ± {se:.1f}" if se is not None else "")
-            + "."
-        )
-    pw = data.paper_winner()
-    if pw is not None:
-        pv = pw.paper[key]
-        same = pw.name == w.name
-        both = [r for r in ranked if key in r.variant.paper]
-        tau = _kendall_tau([r.mean(key) for r in both], [r.variant.paper[key] for r in both])
-        s = (
-            f"In the paper ({paper_ref(data.spec.paper_table)}, Kinetics-400) **{data.named(data.row(pw.name))}** is best with {pv:.1f}"
-            + ("; our winner agrees." if same else f"; ours ranks {data.named(w)} first instead.")
-        )
-        if tau is not None and len(both) > 2:
-            s += f" Rank agreement with the paper over {len(both)} rows: Kendall's tau = {tau:+.2f}."
-        out.append(s)
-    if "gflops" in data.keys and w.mean("gflops") is not None:
-        g = [r.mean("gflops") for r in data.rows if r.mean("gflops") is not None]
-        if max(g) - min(g) > 1e-3 * max(g):
-            out.append(f"{data.named(w)} costs {w.mean('gflops'):.3g} GFLOPs per clip (range {min(g):.3g}–{max(g):.3g}).")
+        cmp = ev.compare(w.name, r.name, key)
+        if cmp:
+            c = cmp[0]
+            how = ("a clear margin" if c.direction() == 1 else
+                   "not distinguishable at this power")
+            out.append(f"Over the runner-up **{data.named(r)}** ({fmt_ci(ev.variants[r.name].interval.get(key))} %): "
+                       f"{_test_text(c)}: {how}.")
+    base = data.row(ev.baseline)
+    c = ev.comparison(w.name, key)
+    if c is not None and base is not w:
+        verdict = {1: "better than", -1: "worse than", 0: "not distinguishable from"}[c.direction()]
+        out.append(f"Against the baseline **{data.named(base)}**: {_test_text(c)}: {verdict} the baseline.")
+    bad = _unconverged(data, [w.name] + ([ranked[1].name] if len(ranked) > 1 else []) + [base.name])
+    if bad:
+        out.append(f"Caution: drawn from runs that had not converged ({', '.join(bad)}); the ranking may change "
+                   "with longer training.")
     return out
 
 
-def write_summary(data: ReportData, out_dir: Path, figures: list[Figure], gain: dict | None, files: list[Path]) -> Path:
-    spec = data.spec
-    rec = data.record
+def _fallback_lines(data: ReportData, ranked: list[Row]) -> list[str]:
+    """Without predictions.json there are no per-clip outcomes: say what is known."""
+    w = ranked[0]
+    ws = w.stats[data.metric]
+    return [f"**{data.named(w)}** has the highest mean {metric_name(data.metric)}: {fmt(ws)} (mean ± std over "
+            f"{ws.n} seed{'s' if ws.n != 1 else ''}). No run has predictions.json, so there are no intervals, "
+            "p-values or detectable differences; rerun the study with the current avsf to get them."]
+
+
+def _paper_line(data: ReportData, ranked: list[Row]) -> str | None:
+    key = data.metric
+    pw = data.paper_winner()
+    if pw is None:
+        return None
+    w = ranked[0]
+    s = (f"In the paper ({paper_ref(data.spec.paper_table)}, Kinetics-400) **{data.named(data.row(pw.name))}** is best "
+         f"with {pw.paper[key]:.1f}" + ("; ours agrees." if pw.name == w.name else f"; ours ranks {data.named(w)} first."))
+    both = [r for r in ranked if key in r.variant.paper]
+    tau = _kendall_tau([r.mean(key) for r in both], [r.variant.paper[key] for r in both])
+    if tau is not None and len(both) > 2:
+        s += f" Rank agreement with the paper over {len(both)} rows: Kendall's tau = {tau:+.2f}."
+    return s
+
+
+def verdict(data: ReportData) -> list[str]:
+    """Sentences: the winner with its interval, its margin over the runner-up and the baseline
+    (paired test, MDD), and the paper's view."""
+    ranked = data.ranked()
+    if not ranked:
+        return ["No variant has a finished run yet, so there is no winner to report."]
+    ev = data.evidence
+    out = _winner_lines(data, ev, ranked) if ev and ev.variants[ranked[0].name].seeds else _fallback_lines(data, ranked)
+    paper = _paper_line(data, ranked)
+    if paper:
+        out.append(paper)
+    if "gflops" in data.keys and ranked[0].mean("gflops") is not None:
+        g = [r.mean("gflops") for r in data.rows if r.mean("gflops") is not None]
+        if max(g) - min(g) > 1e-3 * max(g):
+            out.append(f"{data.named(ranked[0])} costs {ranked[0].mean('gflops'):.3g} GFLOPs per clip "
+                       f"(range {min(g):.3g}–{max(g):.3g}).")
+    return out
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def claim_line(data: ReportData, c: Verdict) -> str:
+    a, b = data.named(data.row(c.claim.better)), data.named(data.row(c.claim.worse))
+    metric = c.claim.metric or data.metric
+    on = "" if metric == data.metric else f", {metric_name(metric)}"
+    head = f"- *{plain(c.claim.text)}* ({a} vs {b}{on}): "
+    if c.comparison is None:
+        return head + f"**not measured** ({c.reason})."
+    cmp = c.comparison
+    line = head + f"**{c.verdict}**" + ("" if c.verdict != "undecided" else " at this power") + f": {_test_text(cmp)}"
+    if cmp.n_seeds > 1 and not cmp.seeds_agree and cmp.diff.estimate:
+        line += "; the seeds disagree in sign (" + ", ".join(_points(d) for d in cmp.seed_diffs) + ")"
+    line += "."
+    if c.unconverged:
+        line += f" **Drawn from unconverged runs** ({', '.join(c.unconverged)}): it may change with longer training."
+    return line
+
+
+def claims_section(data: ReportData) -> list[str]:
+    ev = data.evidence
+    claims = ev.claims if ev else []
+    if not claims:
+        return []
+    lines = ["## The paper's claims, tested", "",
+             f"Each claim compares two variants on {metric_name(data.metric)} unless it names another metric "
+             "(difference better − worse, 95 % interval); *supported* or *contradicted* when p < 0.05 and the "
+             "interval excludes 0, else *undecided at this power*.", ""]
+    return lines + [claim_line(data, c) for c in claims] + [""]
+
+
+def _conv_cell(data: ReportData, row: Row) -> str:
+    states = [converged(r) for r in row.runs]
+    if not states:
+        return "–"
+    if all(s is None for s in states):
+        return "not recorded"
+    return f"{sum(s is True for s in states)}/{len(states)}"
+
+
+def stats_table(data: ReportData, keys: list[str] | None = None) -> str | None:
+    """Per variant: interval, difference to the baseline with interval, p, Holm p, MDD."""
+    ev = data.evidence
+    if ev is None:
+        return None
+    key = data.metric
+    head = [plain(data.spec.row_header) or "variant", f"{metric_name(key)} (%) [95 % CI]",
+            "Δ vs baseline (points) [95 % CI]", "p", "p (Holm)", "MDD (points)", "seeds", "converged"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for row in data.rows:
+        vs = ev.variants[row.name]
+        c = vs.vs_base.get(key)
+        label = row.label + (" (baseline)" if row.name == ev.baseline else "")
+        cells = [label, fmt_ci(vs.interval.get(key)), fmt_ci(c.diff, signed=True) if c else "–",
+                 fmt_p(c.p_value) if c else "–", fmt_p(vs.p_holm.get(key)) if c else "–",
+                 f"{c.mdd * 100:.1f}" if c and math.isfinite(c.mdd) else "–", str(len(vs.seeds)),
+                 _conv_cell(data, row)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def group_stats_table(data: ReportData) -> str | None:
+    """Class groups (or EPIC heads): each variant's interval and its difference to the baseline."""
+    ev = data.evidence
+    keys = [k for k in (ev.keys if ev else []) if k != data.metric]
+    if not keys:
+        return None
+    head = [plain(data.spec.row_header) or "variant"] + [f"{metric_name(k)} (%)" for k in keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(keys)) + "|"]
+    for row in data.rows:
+        vs = ev.variants[row.name]
+        cells = [row.label]
+        for k in keys:
+            c = vs.vs_base.get(k)
+            cell = fmt_ci(vs.interval.get(k))
+            if c is not None:
+                cell += f"; Δ {_points(c.diff.estimate)}, p {fmt_p(c.p_value)}".replace("p < ", "p<")
+            cells.append(cell)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def statistics_section(data: ReportData) -> list[str]:
+    ev = data.evidence
+    if ev is None:
+        return ["## Statistics", "", "No finished run has predictions.json (per-clip test predictions), so this "
+                "report has no intervals or tests; runs from the current avsf write it.", ""]
+    base = data.named(data.row(ev.baseline))
+    n_seeds = max((len(v.seeds) for v in ev.variants.values()), default=0)
+    lines = [f"## Against the baseline ({base})", "", stats_table(data), "", METHOD, "",
+             st.seed_level_note(n_seeds, ev.n_clips), ""]
+    gt = group_stats_table(data)
+    if gt:
+        part = "Per class group" if any(k[5:] in ev.groups for k in ev.keys if k.startswith("top1_")) else "Per head"
+        lines += [f"### {part}", "", "Each cell: the variant's accuracy [95 % interval]; Δ and p against the "
+                  "baseline.", "", gt, ""]
+    if ev.missing:
+        lines += [f"Left out of the statistics (no predictions.json): {', '.join(ev.missing)}.", ""]
+    lines += [f"Note: {n}." for n in ev.notes] + ([""] if ev.notes else [])
+    return lines
+
+
+def convergence_section(data: ReportData) -> list[str]:
+    runs = [r for row in data.rows for r in row.runs]
+    if not runs:
+        return []
+    states = [(r, converged(r)) for r in runs]
+    if all(s is None for _, s in states):
+        return ["## Convergence", "", "The runs did not record whether they converged (result.json `converged`, "
+                "written by the current avsf); read the learning curves.", ""]
+    bad = [r for r, s in states if s is False]
+    lines = ["## Convergence", "", f"{sum(s is True for _, s in states)} of {len(runs)} finished runs converged (their "
+             "validation metric stopped improving: no gain above the tolerance in the last evaluations; "
+             "`train.plateau_window`, `train.plateau_tol`)."]
+    if bad:
+        lines.append("Not converged: " + ", ".join(
+            f"{r.variant} seed{r.seed}" + (f" (stopped at epoch {int(r.number('stopped_epoch'))})"
+                                           if r.number("stopped_epoch") is not None else "") for r in bad)
+            + ". Conclusions that rest on them are marked above.")
+    unknown = [r for r, s in states if s is None]
+    if unknown:
+        lines.append("Not recorded: " + ", ".join(f"{r.variant} seed{r.seed}" for r in unknown) + ".")
+    return lines + [""]
+
+
+def provenance_section(data: ReportData) -> list[str]:
+    rp = runs_provenance([r for row in data.rows for r in row.runs])
+    lines = ["## Provenance", "", f"This report: {describe(code_provenance())}."]
+    if rp.commits:
+        lines.append("Runs: " + "; ".join(
+            f"{n} run{'s' if n != 1 else ''} at commit {c[:10] if c else 'unknown'}" for c, n in rp.commits.most_common())
+            + (f" (avsf {', '.join(sorted(rp.versions))})" if rp.versions else "") + ".")
+    lines += [f"**Warning:** {w}." for w in rp.warnings()]
+    return lines + [""]
+
+
+def _figure_lines(figures: list[Figure], gain: dict | None) -> list[str]:
+    lines = ["## Figures", ""] if figures else []
+    for f in figures:
+        png = next((p for p in f.paths if p.suffix == ".png"), f.paths[0])
+        pdf = next((p for p in f.paths if p.suffix == ".pdf"), None)
+        lines += [f"### {f.title}", "", f"![{f.title}]({png.name})", "", f.caption + (f" ([PDF]({pdf.name}))" if pdf else ""), ""]
+        if f.key == "per_class_gain" and gain:
+            lines += [gain["text"], ""]
+    return lines
+
+
+def _header(data: ReportData) -> list[str]:
+    spec, rec = data.spec, data.record
     c = rec.counts()
     lines = [f"# {spec.title} ({paper_ref(spec.paper_table)})", ""]
     if spec.description:
         lines += [" ".join(spec.description.split()), ""]
+    for name in ("hypothesis", "mechanism"):
+        text = data.text_of(name)
+        if text:
+            lines += [f"**{name.capitalize()}.** {text}", ""]
     lines += [
         f"Study `{spec.name}` from `{rec.path}`: {len(spec.variants)} variants at {data.scale_text()} on "
         f"{dataset_text(data)}; {c['done']} of {len(rec.runs)} runs finished"
         + (f", {c['failed']} failed" if c["failed"] else "")
         + (f", {c['partial']} partial" if c["partial"] else "")
         + (f", {c['pending']} pending" if c["pending"] else "")
-        + ". Every number below is read from the run folders (result.json, metrics.jsonl, per_class.json); "
-        "accuracies are in percent, mean ± standard deviation over seeds.",
-        "",
-        "## Result",
-        "",
-        *[f"- {s}" for s in verdict(data)],
-        "",
-        "## Table",
-        "",
-        markdown_table(data),
+        + ". Every number below is read from the run folders (result.json, predictions.json, metrics.jsonl, "
+        "per_class.json); accuracies are in percent.",
         "",
     ]
+    return lines
+
+
+def write_summary(data: ReportData, out_dir: Path, figures: list[Figure], gain: dict | None, files: list[Path]) -> Path:
+    spec, rec = data.spec, data.record
+    lines = _header(data) + ["## Result", "", *[f"- {s}" for s in verdict(data)], ""]
+    lines += claims_section(data)
+    lines += statistics_section(data)
+    lines += ["## Table", "", "Ours: mean ± standard deviation over seeds, from result.json.", "", markdown_table(data), ""]
     if spec.notes:
         lines += [f"*{spec.notes}*", ""]
-    lines += [
-        "Paper columns: the paper's Kinetics-400 numbers for the same row (R-50 4×16; GFLOPs at 256² input). "
-        "Ours: GFLOPs counted by the code for one clip at this scale's input size.",
-        "",
-    ]
-    gt = group_table(data)
+    lines += ["Paper columns: the paper's Kinetics-400 numbers for the same row (R-50 4×16; GFLOPs at 256² input). "
+              "Ours: GFLOPs counted by the code for one clip at this scale's input size.", ""]
+    gt = group_table(data) if data.evidence is None else None
     if gt:
-        lines += [
-            "### Accuracy per class group",
-            "",
-            "The synthetic benchmark's classes are told apart by what they look like (visual), what they sound "
-            "like (audio), or by sound and motion being in sync (sync).",
-            "",
-            gt,
-            "",
-        ]
-    if figures:
-        lines += ["## Figures", ""]
-        for f in figures:
-            png = next((p for p in f.paths if p.suffix == ".png"), f.paths[0])
-            pdf = next((p for p in f.paths if p.suffix == ".pdf"), None)
-            lines += [f"### {f.title}", "", f"![{f.title}]({png.name})", "", f.caption + (f" ([PDF]({pdf.name}))" if pdf else ""), ""]
-            if f.key == "per_class_gain" and gain:
-                top = ", ".join(f"{cl} ({g:+.1f})" for cl, g in gain["top"])
-                bottom = ", ".join(f"{cl} ({g:+.1f})" for cl, g in gain["bottom"])
-                groups = ", ".join(f"{k} {v:+.1f}" for k, v in sorted(gain["by_group"].items()))
-                text = f"Baseline: {gain['why']}. Largest gains: {top}."
-                if bottom:
-                    text += f" Lowest: {bottom}."
-                text += f" Mean gain per class group: {groups} points."
-                lines += [text, ""]
+        lines += ["### Accuracy per class group", "", "The synthetic benchmark's classes are told apart by what they "
+                  "look like (visual), what they sound like (audio), or by sound and motion being in sync (sync).",
+                  "", gt, ""]
+    lines += _figure_lines(figures, gain)
+    lines += convergence_section(data)
     missing = [r for r in rec.runs if r.state != "done"]
     if missing:
         lines += ["## Not finished", ""]
-        for r in missing:
-            lines.append(f"- {r.variant} seed{r.seed}: {r.state}" + (f" ({r.error})" if r.error else ""))
+        lines += [f"- {r.variant} seed{r.seed}: {r.state}" + (f" ({r.error})" if r.error else "") for r in missing]
         lines += ["", "Finish them with `avsf study run` on the same study (finished runs are skipped).", ""]
-    lines += ["## Files", ""]
-    for p in files:
-        lines.append(f"- [`{p.name}`]({p.name})")
-    lines.append("")
+    lines += provenance_section(data)
+    lines += ["## Files", "", *[f"- [`{p.name}`]({p.name})" for p in files], ""]
     path = out_dir / "summary.md"
     atomic_write_text(path, "\n".join(lines))
     return path

@@ -63,6 +63,9 @@ RESULT_METRICS = (
     "top1_visual",
     "top1_audio",
     "top1_sync",
+    "mAP_visual",  # detection: the frame mAP of a class group (avsf.eval.detection)
+    "mAP_audio",
+    "mAP_sync",
 )
 """Numbers in result.json a study may rank variants by (`metric`)."""
 

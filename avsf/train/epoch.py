@@ -37,17 +37,20 @@ class EpochSums:
         self.last_loss = torch.tensor(float(start.get("last_loss", math.nan)), dtype=torch.float64, device=device)
         self.batches = int(start.get("seen_batches", 0))
 
-    def add(self, step: int, loss: torch.Tensor, aux: dict[str, torch.Tensor], correct: torch.Tensor, n: int) -> None:
+    def add(self, step: int, loss: torch.Tensor, aux: dict[str, torch.Tensor], correct: torch.Tensor,
+            n: int | torch.Tensor) -> None:
         """Add one step (all tensors on the device, nothing read back); `aux`: name -> that
-        auxiliary's loss (a missing name adds zero)."""
+        auxiliary's loss (a missing name adds zero); `n` what the step counted (clips, or a
+        device tensor such as detection's valid boxes)."""
         loss = loss.detach().double()
         bad = ~torch.isfinite(loss) | (loss.abs() >= BLOW_UP)
         first = bad & (self.first_bad < 0)
         self.first_bad = torch.where(first, torch.full_like(self.first_bad, step), self.first_bad)
         self.bad_loss = torch.where(first, loss, self.bad_loss)
         zero = torch.zeros_like(loss)
-        extra = [aux[k].detach().double() * n if k in aux else zero for k in self.keys[len(_KEYS):]]
-        self.sums += torch.stack([loss * n, correct.double(), torch.full_like(loss, n), *extra])
+        count = torch.as_tensor(n, dtype=loss.dtype, device=loss.device)
+        extra = [aux[k].detach().double() * count if k in aux else zero for k in self.keys[len(_KEYS):]]
+        self.sums += torch.stack([loss * count, correct.double(), count, *extra])
         self.last_loss = loss
         self.batches += 1
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from avsf.config import Config
+from avsf.model.sync import sync_loss
 
 
 def _task_loss_one(logits_out: dict, batch: dict, cfg: Config) -> torch.Tensor:
@@ -39,27 +40,11 @@ def task_loss(out: dict, batch: dict, cfg: Config) -> torch.Tensor:
 
 
 def avs_loss(sync: dict, cfg: Config) -> torch.Tensor | None:
-    """Audiovisual-synchronisation loss averaged over the junctions present, times avs_weight.
-
-    `sync[j]` is (B, 2): column 0 scores the in-sync pair, column 1 the out-of-sync pair.
-    contrastive (authors' code): score = -d (squared distance of normalised embeddings);
-        loss = mean(d_pos) + mean(max(0, margin - d_neg)^2).
-    bce (paper's text): BCE-with-logits, target 1 for column 0 and 0 for column 1.
-    Returns None when no junction produced a score.
-    """
-    if not sync:
-        return None
-    losses = []
-    for scores in sync.values():
-        scores = scores.float()
-        if cfg.model.avs_loss == "contrastive":
-            d_pos, d_neg = -scores[:, 0], -scores[:, 1]
-            losses.append(d_pos.mean() + torch.clamp(cfg.model.avs_margin - d_neg, min=0).pow(2).mean())
-        else:  # "bce"; ModelConfig.validate admits no other value
-            target = torch.zeros_like(scores)
-            target[:, 0] = 1.0
-            losses.append(F.binary_cross_entropy_with_logits(scores, target))
-    return cfg.train.avs_weight * torch.stack(losses).mean()
+    """Audiovisual-synchronisation loss of the junctions present, times avs_weight; None when
+    no junction produced a score. The form (`model.avs_loss`, `model.avs_loss_form`) lives
+    with the model: avsf.model.sync.sync_loss."""
+    loss = sync_loss(sync, cfg.model)
+    return None if loss is None else cfg.train.avs_weight * loss
 
 
 def avs_enabled(cfg: Config) -> bool:

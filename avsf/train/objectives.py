@@ -20,6 +20,7 @@ import torch
 
 from avsf.config import Config
 from avsf.eval import metrics as M
+from avsf.train.detection import box_correct, box_count, box_loss
 from avsf.train.losses import avs_enabled, avs_loss, task_loss, with_audio_negative
 
 Batch = dict[str, Any]
@@ -38,7 +39,7 @@ class Objective:
     name: str
     loss: Callable[[Out, Batch, Config], torch.Tensor]
     correct: Callable[[Out, Batch], torch.Tensor]
-    size: Callable[[Batch], int] = batch_size
+    size: Callable[[Batch], int | torch.Tensor] = batch_size  # what `correct` counts (clips, boxes)
     metric: str = "top1"
 
 
@@ -104,6 +105,8 @@ def _action_correct(out: Out, batch: Batch) -> torch.Tensor:
 register_objective(Objective("softmax", task_loss, _top1_correct))
 register_objective(Objective("sigmoid", task_loss, _top1_correct))
 register_objective(Objective("verb-noun", task_loss, _action_correct))
+# detection (avsf.train.detection): per-box sigmoid BCE; validated on frame-level mAP
+register_objective(Objective("detection", box_loss, box_correct, size=box_count, metric="mAP"))
 
 register_auxiliary(Auxiliary(
     "avs", enabled=avs_enabled, loss=lambda out, batch, cfg: avs_loss(out.get("sync"), cfg),

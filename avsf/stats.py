@@ -1,0 +1,363 @@
+"""Paired comparisons of study variants: bootstrap intervals, p-values, detectable differences.
+
+A study trains every variant with the same seeds and tests every run on the same clips, so a
+comparison of variant A with the baseline B is paired twice: seed k of A against seed k of B,
+clip i against clip i. The data of one metric are two (seeds x clips) tables of per-clip values
+(1/0 correctness for top-1, group top-1, verb/noun/action top-1; the clip's scores for mAP).
+
+Method (`replicates`, `combine`, `compare`):
+
+- **Hierarchical, paired bootstrap.** Each replicate draws the seeds with replacement and,
+  independently, the test clips with replacement, and recomputes the metric of both variants
+  on that draw: the same seeds and clips for A and B, so the difference keeps the pairing.
+  Seeds and clips are *crossed*, not nested (every seed is tested on the same clips), so one
+  clip draw serves all seeds, as in Owen's (2007) "pigeonhole" bootstrap for crossed random
+  effects. A metric that is not a mean over clips (mAP) is recomputed from the weighted clips
+  (`avsf.eval.metrics.average_precision` with the draw's clip counts as sample weights).
+- **The seed level, corrected.** Plain resampling of rows and columns counts the seed x clip
+  interaction twice (Owen 2007) and, with S = 2 or 3 seeds, understates the seed spread by
+  (S - 1) / S. So the seed level of each replicate is rescaled to carry exactly the estimated
+  training-to-training variance sigma_a^2 / S, where sigma_a^2 = (variance of the per-seed
+  values) - (the part the seed x clip interaction explains, measured from the clip draws), a
+  method-of-moments variance component floored at 0.
+- **Few seeds: t, not z.** sigma_a^2 from S seeds has S - 1 degrees of freedom, so the
+  intervals, p-values and detectable differences use Student's t with Welch-Satterthwaite
+  degrees of freedom from the two variance parts (seeds: S - 1; clips: treated as
+  infinitely many, the test sets holding hundreds). When the seeds
+  disagree more than the clips explain, 2 seeds (1 df) give very wide intervals, as they
+  should; when they do not, the clips carry the comparison. With 1 seed nothing varies at the
+  seed level: the numbers then describe these trained models on clips like the test clips
+  only (`seed_level_note`).
+- **Intervals**: percentile intervals of the replicates (each variant and the difference),
+  widened about the estimate by t_df / z where the degrees of freedom are few.
+- **p-value** of the difference: two-sided, t = difference / bootstrap SE on the
+  Satterthwaite df (1 for identical variants).
+- **Seed-level check**: the exact sign-flip (randomisation) test over the S per-seed
+  differences; its smallest attainable two-sided p is 2 / 2^S (0.5 with 2 seeds, 0.25 with 3,
+  below 0.05 only from 6 seeds on). It is reported beside the bootstrap so that a reader sees
+  what the seeds alone support.
+- **Minimum detectable difference** (alpha 0.05 two-sided, power 0.8): (t_0.975 + t_0.8) x SE
+  (2.80 x SE with many df), SE the bootstrap standard deviation of the difference; at fixed
+  seeds and no training variance it shrinks as 1/sqrt(clips).
+
+Calibration, measured by simulation (300 studies of two identically distributed variants, 300
+test clips; tests/test_stats.py repeats the first case): with no training-to-training variance
+the false-positive rate at alpha = 0.05 is 3-6 % for 1-5 seeds; with a strong one (a per-seed
+shift of about 5 accuracy points) it is about 16 % with 2 seeds, 8-11 % with 3 to 5 seeds, and
+43 % with 1 seed, which cannot see it. So with few seeds a small p is evidence about these
+trainings on these clips; the seed-level check says how far retraining has been tested.
+
+Everything is numpy, seeded (`seed`) and vectorised over replicates, in blocks of `_BLOCK`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _sps
+
+ALPHA = 0.05
+POWER = 0.8
+N_BOOT = 4000
+_BLOCK = 500  # replicates per block: bounds memory at (clips x _BLOCK) weights
+_SIGN_FLIP_EXACT = 16  # seeds up to which the sign-flip test enumerates every assignment
+
+Stat = Callable[[np.ndarray], np.ndarray]
+"""stat(clip_weights (b, N)) -> (variants, *groups, seeds, b): the metric per seed under each weighting."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+
+    def excludes(self, value: float = 0.0) -> bool:
+        return self.low > value or self.high < value
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A against B on one metric (fractions for accuracies): intervals, p-value, MDD."""
+
+    variant: Interval
+    baseline: Interval
+    diff: Interval  # variant - baseline
+    p_value: float
+    se: float
+    mdd: float  # the smallest |difference| detected with probability POWER at level ALPHA
+    seed_diffs: tuple[float, ...]  # per seed, on all clips
+    p_seed: float  # exact sign-flip test over the seed differences
+    n_seeds: int
+    n_clips: int
+    df: float = math.inf  # Welch-Satterthwaite degrees of freedom of the difference
+
+    def direction(self, alpha: float = ALPHA) -> int:
+        """+1 variant better, -1 worse, 0 undecided at this power. Decided only when p < alpha and
+        the interval of the difference excludes 0 as well (with few clips the two can disagree
+        at the edge; a reader sees both, so both must agree)."""
+        if not (self.p_value < alpha and self.diff.excludes(0.0)):
+            return 0
+        return 1 if self.diff.estimate > 0 else -1
+
+    @property
+    def seeds_agree(self) -> bool:
+        """Every seed's difference has the sign of the overall difference."""
+        sign = np.sign(self.diff.estimate)
+        return bool(sign) and all(np.sign(d) == sign for d in self.seed_diffs)
+
+
+# ----------------------------------------------------------------------------- the bootstrap
+
+
+def clip_weights(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, n) multinomial counts: how often each clip is drawn in each replicate."""
+    idx = rng.integers(0, n, size=(size, n)) + n * np.arange(size)[:, None]
+    return np.bincount(idx.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+
+
+def seed_inflation(n_seeds: int) -> float:
+    """sqrt(S / (S - 1)): restores the seed-level variance a bootstrap of S values understates."""
+    return math.sqrt(n_seeds / (n_seeds - 1)) if n_seeds > 1 else 1.0
+
+
+def replicates(
+    stat: Stat, n_seeds: int, n_clips: int, *, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Draw the bootstrap: (per-seed values on all clips (V, *G, S), per-seed values under each
+    replicate's clip draw (V, *G, S, n_boot), seed draws (n_boot, S)); `combine` turns any
+    paired contrast of them into replicates of the metric."""
+    if n_seeds < 1 or n_clips < 1:
+        raise ValueError(f"a comparison needs at least one seed and one clip, got {n_seeds} seeds, {n_clips} clips")
+    if n_boot < 100:
+        raise ValueError(f"n_boot: {n_boot} is not allowed; use at least 100 replicates")
+    rng = np.random.default_rng(seed)
+    full = stat(np.ones((1, n_clips)))[..., 0]
+    blocks, seeds = [], []
+    for lo in range(0, n_boot, _BLOCK):
+        b = min(_BLOCK, n_boot - lo)
+        blocks.append(stat(clip_weights(n_clips, b, rng)))
+        seeds.append(rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=b).astype(np.float64))
+    return full, np.concatenate(blocks, axis=-1), np.concatenate(seeds)
+
+
+@dataclass(frozen=True)
+class Replicates:
+    values: np.ndarray  # (..., B) bootstrap replicates of the seed mean
+    df: np.ndarray  # (...) Welch-Satterthwaite degrees of freedom of their variance
+
+
+def combine(full: np.ndarray, drawn: np.ndarray, seed_draws: np.ndarray) -> Replicates:
+    """Replicates of the seed mean from per-seed values: on all clips `full` (..., S) and under
+    the clip draws `drawn` (..., S, B), with the seed draws (B, S).
+
+    clip level: the seed mean of each clip draw. seed level: the drawn seeds' deviation from the
+    mean, scaled so that its variance is sigma_a^2 / S (see the module docstring).
+    """
+    n_seeds = full.shape[-1]
+    with warnings.catch_warnings():  # a group a clip draw missed is NaN there
+        warnings.simplefilter("ignore", RuntimeWarning)
+        clip_level = np.nanmean(drawn, axis=-2)
+        v_clip = np.nanvar(clip_level, axis=-1, ddof=1)
+        if n_seeds == 1:
+            return Replicates(clip_level, np.full(v_clip.shape, np.inf))
+        interaction = np.nanmean(np.nanvar(drawn - clip_level[..., None, :], axis=-1, ddof=1), axis=-1)
+    interaction = interaction * n_seeds / (n_seeds - 1)
+    spread = np.var(full, axis=-1, ddof=1)
+    training = np.clip(spread - np.nan_to_num(interaction), 0.0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(spread > 0, np.sqrt(training / np.where(spread > 0, spread, 1.0)), 0.0)
+        v_seed = training / n_seeds
+        # Welch-Satterthwaite with the clip part's df taken as infinite (hundreds of clips)
+        df = np.where(v_seed > 0, (v_clip + v_seed) ** 2 / np.where(v_seed > 0, v_seed, 1.0) ** 2 * (n_seeds - 1),
+                      np.inf)
+    deviation = full - full.mean(axis=-1, keepdims=True)
+    seed_level = np.einsum("...s,bs->...b", deviation, seed_draws) / n_seeds
+    return Replicates(clip_level + (seed_inflation(n_seeds) * scale)[..., None] * seed_level, df)
+
+
+def _stretch(df: float, alpha: float) -> float:
+    """t_df / z at level alpha: how much wider an interval with few degrees of freedom is."""
+    if not math.isfinite(df):
+        return 1.0
+    return float(_sps.t.ppf(1 - alpha / 2, df) / _sps.norm.ppf(1 - alpha / 2))
+
+
+def interval(estimate: float, reps: np.ndarray, alpha: float = ALPHA, df: float = math.inf) -> Interval:
+    """Percentile interval of the replicates, widened about the estimate by t_df / z."""
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return Interval(float(estimate), math.nan, math.nan)
+    lo, hi = np.percentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    k = _stretch(df, alpha)
+    return Interval(float(estimate), float(estimate - k * (estimate - lo)), float(estimate + k * (hi - estimate)))
+
+
+def p_value(estimate: float, se: float, df: float = math.inf) -> float:
+    """Two-sided p of estimate / se on Student's t with df degrees of freedom (normal when df is
+    infinite); 1 when both are 0 (identical variants), 0 for a nonzero estimate with no spread."""
+    if not (math.isfinite(estimate) and math.isfinite(se)):
+        return math.nan
+    if se == 0:
+        return 1.0 if estimate == 0 else 0.0
+    z = abs(estimate) / se
+    return float(2 * (_sps.t.sf(z, df) if math.isfinite(df) else _sps.norm.sf(z)))
+
+
+def mdd(se: float, alpha: float = ALPHA, power: float = POWER, df: float = math.inf) -> float:
+    """Minimum detectable difference: (t_(1 - alpha/2) + t_power) x SE (z quantiles for infinite df)."""
+    dist = _sps.t(df) if math.isfinite(df) else _sps.norm
+    return float((dist.ppf(1 - alpha / 2) + dist.ppf(power)) * se)
+
+
+def sign_flip_p(diffs: Sequence[float], *, seed: int = 0) -> float:
+    """Exact two-sided randomisation p of the mean of paired differences (random flips above
+    `_SIGN_FLIP_EXACT` values). 1.0 for a single difference."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.size == 0:
+        return math.nan
+    if d.size <= _SIGN_FLIP_EXACT:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=d.size)))
+    else:
+        signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(1 << _SIGN_FLIP_EXACT, d.size))
+    stat = np.abs(signs @ d)
+    return float((stat >= abs(d.sum()) - 1e-12).mean())
+
+
+def min_seed_p(n_seeds: int) -> float:
+    """The smallest two-sided p the sign-flip test over n_seeds differences can reach."""
+    return min(1.0, 2.0 / 2**n_seeds)
+
+
+def seed_level_note(n_seeds: int, n_clips: int | None = None) -> str:
+    """What the seed level of a comparison with this many seeds can and cannot support."""
+    if n_seeds <= 1:
+        text = ("With 1 seed per variant, training-to-training variation is not measured at all: the intervals "
+                "and p-values describe how sure we are about these trained models on clips like the test clips, "
+                "not whether retraining would give the same ranking.")
+    elif n_seeds < 6:
+        text = (f"With {n_seeds} seeds the seed level is resampled (its spread corrected for the few seeds), but "
+                f"{n_seeds} values estimate that spread poorly, and the seeds alone cannot show a difference: the "
+                f"exact sign-flip test over {n_seeds} seed differences cannot go below p = {min_seed_p(n_seeds):.2g}. "
+                "A small p-value here rests mostly on the test clips; more seeds would test whether it survives "
+                "retraining.")
+    else:
+        text = f"With {n_seeds} seeds both the seed and the clip level carry the intervals."
+    if n_clips is not None and n_clips < 30:
+        text += f" With only {n_clips} test clips the bootstrap intervals are too narrow (they are asymptotic in clips)."
+    return text
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def clipwise(values: Sequence[np.ndarray], masks: np.ndarray | None = None) -> Stat:
+    """Means of per-clip values (V tables of seeds x clips), over all clips or over each mask's
+    clips (masks (G, N) of 0/1: a class group, one class). A mask whose clips a replicate misses
+    entirely gives NaN there (left out of the percentiles)."""
+    x = np.stack([np.asarray(v, dtype=np.float64) for v in values])  # (V, S, N)
+    if masks is None:
+        return lambda w: (x @ w.T) / w.sum(axis=1)
+    m = np.asarray(masks, dtype=np.float64)
+    xm = x[:, None, :, :] * m[None, :, None, :]  # (V, G, S, N)
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        den = m @ w.T  # (G, b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (xm @ w.T) / den[None, :, None, :]
+
+    return stat
+
+
+def mean_ap(scores: Sequence[np.ndarray], targets: np.ndarray) -> Stat:
+    """mAP over classes (multi-label): V tables of scores (S, N, C) against targets (N, C). Per
+    replicate, classes without a drawn positive are left out (as `mean_average_precision` does)."""
+    from avsf.eval.metrics import average_precision
+
+    sc = [np.asarray(s, dtype=np.float64) for s in scores]
+    t = np.asarray(targets) > 0.5
+    classes = [c for c in range(t.shape[1]) if t[:, c].any()]
+    if not classes:
+        raise ValueError("mean_ap: no class has a positive clip, so mAP is undefined")
+
+    def stat(w: np.ndarray) -> np.ndarray:
+        out = np.empty((len(sc), sc[0].shape[0], len(w)))
+        for v, s in enumerate(sc):
+            for k in range(s.shape[0]):
+                aps = np.stack([average_precision(s[k, :, c], t[:, c], w) for c in classes])
+                with warnings.catch_warnings():  # an all-NaN column (no drawn positive) is a NaN mAP
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    out[v, k] = np.nanmean(aps, axis=0)
+        return out
+
+    return stat
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def compare(stat: Stat, n_seeds: int, n_clips: int, *, n_boot: int = N_BOOT, seed: int = 0,
+            alpha: float = ALPHA) -> list[Comparison]:
+    """Variant 0 against variant 1 of `stat`, one Comparison per group (one without masks)."""
+    full, drawn, seed_draws = replicates(stat, n_seeds, n_clips, n_boot=n_boot, seed=seed)
+    if full.shape[0] != 2:
+        raise ValueError(f"compare needs a statistic of exactly 2 variants, got {full.shape[0]}")
+    full, drawn = full.reshape(2, -1, n_seeds), drawn.reshape(2, -1, n_seeds, n_boot)
+    out = []
+    for g in range(full.shape[1]):
+        a, b = combine(full[0, g], drawn[0, g], seed_draws), combine(full[1, g], drawn[1, g], seed_draws)
+        d = combine(full[0, g] - full[1, g], drawn[0, g] - drawn[1, g], seed_draws)
+        df = float(d.df)
+        est = float((full[0, g] - full[1, g]).mean())
+        se = float(np.nanstd(d.values, ddof=1)) if np.isfinite(d.values).sum() > 1 else math.nan
+        seed_diffs = tuple(float(x) for x in full[0, g] - full[1, g])
+        out.append(Comparison(
+            variant=interval(full[0, g].mean(), a.values, alpha, float(a.df)),
+            baseline=interval(full[1, g].mean(), b.values, alpha, float(b.df)),
+            diff=interval(est, d.values, alpha, df),
+            p_value=p_value(est, se, df),
+            se=se,
+            mdd=mdd(se, alpha, df=df) if math.isfinite(se) else math.nan,
+            seed_diffs=seed_diffs,
+            p_seed=sign_flip_p(seed_diffs, seed=seed),
+            n_seeds=n_seeds,
+            n_clips=n_clips,
+            df=df,
+        ))
+    return out
+
+
+def estimate(stat: Stat, n_seeds: int, n_clips: int, *, n_boot: int = N_BOOT, seed: int = 0,
+             alpha: float = ALPHA) -> list[Interval]:
+    """Intervals of one variant's metric (a statistic of 1 variant), one per group."""
+    full, drawn, seed_draws = replicates(stat, n_seeds, n_clips, n_boot=n_boot, seed=seed)
+    full, drawn = full.reshape(-1, n_seeds), drawn.reshape(-1, n_seeds, n_boot)
+    out = []
+    for g in range(full.shape[0]):
+        r = combine(full[g], drawn[g], seed_draws)
+        out.append(interval(full[g].mean(), r.values, alpha, float(r.df)))
+    return out
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN)."""
+    idx = [i for i, p in enumerate(p_values) if math.isfinite(p)]
+    order = sorted(idx, key=lambda i: p_values[i])
+    out = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p_values[i]))
+        out[i] = running
+    return out
+
+
+__all__ = [
+    "ALPHA", "POWER", "N_BOOT", "Interval", "Comparison", "clip_weights", "seed_inflation", "replicates",
+    "interval", "p_value", "mdd", "sign_flip_p", "min_seed_p", "seed_level_note", "clipwise", "mean_ap",
+    "compare", "estimate", "holm",
+]
