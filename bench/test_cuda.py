@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import copy
 import os
-import time
 
 import pytest
 import torch
@@ -36,7 +35,7 @@ from avsf.eval.inference import to_device
 from avsf.model.fuse import fuse_for_inference, to_channels_last
 from bench import pairs
 from bench.conftest import PeakMemory, loadavg, stat
-from bench.test_models import built, check_flops, interleaved_speedup, work_flop
+from bench.test_models import built, check_flops, interleaved_speedup, timed_call, work_flop
 
 DEVICE = os.environ.get("AVSF_BENCH_DEVICE", "cuda")
 SCALE = os.environ.get("AVSF_BENCH_CUDA_SCALE", "r50")
@@ -56,11 +55,7 @@ def sync() -> None:
 
 
 def _timed(fn) -> float:
-    sync()
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - t0
+    return timed_call(fn, sync)
 
 
 _GEMM: dict = {}

@@ -158,6 +158,15 @@ INTERLEAVED_ROUNDS = {"tiny": (12, 40), "small": (8, 24), "r50": (7, 15)}  # (mi
 INTERLEAVED_TOL = 0.03
 
 
+def timed_call(fn, sync=lambda: None) -> float:
+    """Seconds `fn()` takes, queued device work (`sync`) finished before and after."""
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
 def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
     """Distribution-free interval of the median: the order statistics (l, n + 1 - l) with
     P(l <= rank of the median <= n + 1 - l) >= level under Binomial(n, 1/2). Needs n >= 6 for 95 %
@@ -196,11 +205,7 @@ def interleaved_speedup(ours, peer, rounds: tuple[int, int], warmup: int, work_f
         gemm = lambda: a @ b  # noqa: E731
 
     def timed(fn) -> float:
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        return time.perf_counter() - t0
+        return timed_call(fn, sync)
 
     for _ in range(warmup):
         peer(), ours(), gemm()

@@ -95,17 +95,8 @@ STUDY = """
 name = "split"
 title = "two workers"
 metric = "top1"
-[base]
-model.pathways = "avslowfast"
-[[variant]]
-name = "pd0"
-set = { model.drop_pathway = 0.0 }
-[[variant]]
-name = "pd0.8"
-set = { model.drop_pathway = 0.8 }
-[scale.tiny]
-seeds = 2
-set = { train.epochs = 1 }
+variant = [{ name = "beta2", set = { model.beta_a = 0.5 } }, { name = "beta4", set = { model.beta_a = 0.25 } }]
+scale.tiny = { seeds = 2, set = { train.epochs = 1 } }
 """
 
 
@@ -129,9 +120,9 @@ def test_two_study_run_processes_finish_a_study_with_every_run_done_once(tmp_pat
                               env=env, cwd=tmp_path) for k in (1, 2)]
     logs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs
-    started = [m for log in logs for m in re.findall(r"\] (pd0(?:\.8)?) seed(\d): (?:starting|resuming)", log)]
-    assert sorted(started) == [("pd0", "0"), ("pd0", "1"), ("pd0.8", "0"), ("pd0.8", "1")], logs
-    assert all(re.search(r"\] pd0", log) for log in logs), logs  # both workers trained
+    started = [m for log in logs for m in re.findall(r"\] (beta\d) seed(\d): (?:starting|resuming)", log)]
+    assert sorted(started) == [("beta2", "0"), ("beta2", "1"), ("beta4", "0"), ("beta4", "1")], logs
+    assert all(re.search(r"\] beta\d seed\d: (?:starting|resuming)", log) for log in logs), logs  # both trained
     assert {r.state for r in load_study_dir(tmp_path / "runs").runs} == {"done"}
     # A third pass, as N local workers: nothing left, nothing trained again.
     again = subprocess.run(cmd[:-1] + ["--workers", "2"], capture_output=True, text=True, env=env, cwd=tmp_path,
@@ -151,10 +142,10 @@ def test_workers_get_their_share_of_the_cores_and_the_same_arguments(tmp_path, m
     from avsf.cli import main
 
     assert main(["study", "run", str(tmp_path / "split.toml"), "--workers", "4", "--scale", "tiny",
-                 "--variant", "pd0", "--set", "train.epochs=2", "--out", str(tmp_path / "o")]) == 0
+                 "--variant", "beta2", "--set", "train.epochs=2", "--out", str(tmp_path / "o")]) == 0
     assert seen["n"] == 4 and cli is not None
     args = seen["args"]
     assert args[:3] == ["study", "run", str(tmp_path / "split.toml")] and "--no-progress" in args
-    assert args[args.index("--variant") + 1] == "pd0" and args[args.index("--scale") + 1] == "tiny"
+    assert args[args.index("--variant") + 1] == "beta2" and args[args.index("--scale") + 1] == "tiny"
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     assert sets == ["train.epochs=2", "train.num_threads=2"]
