@@ -33,8 +33,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# Sum 450 s: with the wheels' install (bench/gpu_install.sh, ~30 s) the check fits 8 minutes.
-LIMITS_S = {"tests": 60, "synth": 80, "bench": 210, "train": 100}
+# Sum 435 s: with the wheels' install (bench/gpu_install.sh, ~30-40 s) the check fits 8 minutes.
+LIMITS_S = {"tests": 45, "synth": 60, "bench": 240, "train": 90}
 DRY_LIMITS_S = {"tests": 120, "synth": 120, "bench": 300, "train": 240}
 TAIL = 3000  # characters of a phase's output kept in the JSON
 
