@@ -27,7 +27,7 @@ def register(sub) -> None:
     r.add_argument("--variant", action="append", default=None, help="run only this variant (repeatable)")
     add_set_option(r, applies_to="every run")
     r.add_argument("--dry-run", action="store_true", help="print the plan and each run's state; train nothing")
-    r.add_argument("--workers", type=positive_int, default=1,
+    r.add_argument("--workers", type=positive_int, default=1, metavar="N",
                    help="start this many worker processes on this machine, each with its share of the cores "
                         "(train.num_threads = cores / N unless --set gives it); they split the runs (default 1). "
                         "Workers on other machines sharing the study folder join by running the same command")
