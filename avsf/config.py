@@ -46,6 +46,7 @@ LOADERS = ("auto", "dali", "reference")
 DECODE_DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_POLICIES = ("cosine", "steps")
+VIDEO_POOLS = ("auto", "mean", "max")
 
 
 class ConfigError(ValueError):
@@ -351,6 +352,8 @@ class DataConfig:
     # Detection training: each ground-truth box coordinate moves by up to this share of the box's
     # width / height (docs/detection.md; stands in for the detector boxes PySlowFast adds in training)
     box_jitter: float = 0.05
+    fold: int = 0  # UCF101/HMDB51-style datasets: which official fold (1-3) names the splits; 0: the split column
+    label_free: bool = False  # self-supervised pretraining: the manifest's labels are never read
 
     def validate(self) -> None:
         """Every `data.*` rule that needs no dataset (see `validate_for_dataset` for the rest)."""
@@ -373,6 +376,7 @@ class DataConfig:
         c.number("hard_negative_min_shift_s", 0)
         c.number("max_failure_share", 0, 1)
         c.number("box_jitter", 0, 0.5, why=" (a share of the box's size)")
+        c.one_of("fold", (0, 1, 2, 3))  # the dataset's folds are checked in avsf.data.dataset_info
 
 
 @dataclass
@@ -440,6 +444,10 @@ class EvalConfig:
     temporal_views: int = 10
     spatial_views: int = 3
     split: str = "test"
+    # How a video's temporal clips are pooled into its score (spatial crops are always averaged):
+    # auto = mean of softmax (single-label, Sec. 4) / max of sigmoid (multi-label, Charades A.6);
+    # mean | max force one for both.
+    video_pool: str = "auto"
     # Detection: AVA's detected-person-boxes CSV scored at test instead of the ground-truth boxes
     # ("" = the ground-truth boxes); detections below the threshold are left out (PySlowFast: 0.8)
     detected_boxes: str = ""
@@ -450,6 +458,7 @@ class EvalConfig:
         c.types()
         c.number("temporal_views", 1)
         c.number("spatial_views", 1)
+        c.one_of("video_pool", VIDEO_POOLS)
         c.need(bool(self.split.strip()), "split", "name a split of the dataset, e.g. test")
         c.number("detected_box_threshold", 0, 1)
 

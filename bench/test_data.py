@@ -1,7 +1,9 @@
-"""Data: clips/s of the DALI pipeline vs the reference loader (PyAV + torchaudio), equal threads,
-on the built-in synthetic benchmark (small scale, train mode, batch 16, 64x64 crops); and the
-default `small` model's training step in clips/s, so the render can say whether the loader
-keeps up (loader clips/s >= training clips/s).
+"""Data: clips/s and decoded (Fast) frames/s of the DALI pipeline vs the reference loader (PyAV +
+torchaudio), equal threads, on the built-in synthetic benchmark (small scale, train mode, batch 16,
+64x64 crops); the same with a 100 ms sleep after every batch standing in for a GPU training step
+(group `data-small-train-cpu-step100`: a loader that overlaps decoding with the step delivers
+max(decode, step) per batch, not their sum); and the default `small` model's training step in
+clips/s, so the render can say whether the loader keeps up (loader clips/s >= training clips/s).
 
 Each round builds a fresh loader (an epoch), pulls one warm-up batch untimed (pipeline build /
 worker start), then times BATCHES batches. Peak memory is the main process's (the reference
@@ -11,6 +13,7 @@ loader's worker processes are not included; DALI's threads are).
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 import torch
@@ -21,6 +24,7 @@ from bench.conftest import PeakMemory, loadavg, stat
 THREADS = 2
 BATCHES = 8
 ROUNDS = 3
+STEP_S = 0.1  # the stand-in GPU step of the overlap group
 
 
 def _cfg(loader: str, device: str = "cpu"):
@@ -28,8 +32,9 @@ def _cfg(loader: str, device: str = "cpu"):
                                                   "data.device": device})
 
 
-def loader_entry(benchmark, cfg, is_smoke: bool):
-    """Clips/s of the loader `cfg` describes (data.loader, data.device, data.num_threads)."""
+def loader_entry(benchmark, cfg, is_smoke: bool, step_s: float = 0.0):
+    """Clips/s of the loader `cfg` describes (data.loader, data.device, data.num_threads);
+    `step_s` > 0 sleeps that long after each batch, as a training step would."""
     from avsf.data import build_loader, dataset_info
 
     dataset_info(cfg)  # generates the synthetic benchmark on first use (minutes, once)
@@ -44,10 +49,14 @@ def loader_entry(benchmark, cfg, is_smoke: bool):
         state["it"], state["loader"] = it, loader_
 
     def target():
-        clips = 0
+        clips = frames = 0
         for _ in range(batches):
-            clips += next(state["it"])["fast"].shape[0]
-        state["clips"] = clips
+            fast = next(state["it"])["fast"]
+            clips += fast.shape[0]
+            frames += fast.shape[0] * fast.shape[2]
+            if step_s:
+                time.sleep(step_s)
+        state["clips"], state["frames"] = clips, frames
 
     with PeakMemory("cuda" if cfg.data.device == "gpu" else "cpu") as mem:
         benchmark.pedantic(target, setup=setup, rounds=1 if is_smoke else ROUNDS, iterations=1)
@@ -56,19 +65,21 @@ def loader_entry(benchmark, cfg, is_smoke: bool):
     benchmark.extra_info.update({
         "impl": f"{cfg.data.loader}-{state['loader'].device}", "loader": cfg.data.loader, "device": state["loader"].device,
         "threads": cfg.data.num_threads, "batch_size": cfg.train.batch_size, "batches_per_round": batches,
-        "clips_per_s": round(state["clips"] / median, 2), "scale": cfg.data.synth_scale, "mode": "train",
+        "clips_per_s": round(state["clips"] / median, 2), "frames_per_s": round(state["frames"] / median, 1),
+        "step_ms": step_s * 1000, "scale": cfg.data.synth_scale, "mode": "train",
         "frames_per_clip": cfg.model.fast_frames, "crop": cfg.data.crop_size,
         "loadavg_end": loadavg(), **mem.info(),
     })
 
 
+@pytest.mark.parametrize("step_s", [0.0, STEP_S], ids=["alone", "step100"])
 @pytest.mark.parametrize("loader", ["dali", "reference"])
-def test_loader_cpu(benchmark, loader, is_smoke):
+def test_loader_cpu(benchmark, loader, step_s, is_smoke):
     if loader == "dali":
         pytest.importorskip("nvidia.dali", reason="DALI is not installed")
-    benchmark.group = "data-small-train-cpu"
-    benchmark.name = f"test_loader_cpu[{loader}]"
-    loader_entry(benchmark, _cfg(loader, "cpu"), is_smoke)
+    benchmark.group = "data-small-train-cpu" + ("-step100" if step_s else "")
+    benchmark.name = f"test_loader_cpu[{loader}]" if not step_s else f"test_loader_cpu_overlap[{loader}]"
+    loader_entry(benchmark, _cfg(loader, "cpu"), is_smoke, step_s=step_s)
 
 
 def training_step(model, batch: dict, cfg, autocast=contextlib.nullcontext):

@@ -75,8 +75,12 @@ class ToyLoader:
         return n // self.bs if self.mode == "train" else -(-n // self.bs)
 
     def __iter__(self):
+        return self.iter_from(0)
+
+    def iter_from(self, start_batch):
+        """Batches from `start_batch` on, as avsf.data's loaders (exact resume)."""
         rows = [(int(i), v) for i in self.order for v in range(self.views)]
-        for b in range(len(self)):
+        for b in range(start_batch, len(self)):
             chunk = rows[b * self.bs:(b + 1) * self.bs]
             if self.fail_every:
                 self.failed += len(chunk) // self.fail_every

@@ -223,14 +223,143 @@ def test_manifest_errors_name_file_and_row(tmp_path):
 # ----------------------------------------------------------------------------- GPU twin
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_dali_gpu_matches_cpu(tiny_cache):
+def test_dali_gpu_matches_cpu(tmp_path):
+    """NVDEC on 160x128 clips, and a 48x40 clip (below NVDEC's minimum) decoded on the CPU in the same batch."""
     from avsf.data.dali_loader import dali_gpu_available
 
     if not dali_gpu_available():
         pytest.skip("DALI's GPU operators are not usable here")
-    cpu = batches(cfg_for(tiny_cache, **{"data.loader": "dali", "data.device": "cpu"}))
-    gpu = batches(cfg_for(tiny_cache, **{"data.loader": "dali", "data.device": "gpu"}))
+    rows = []
+    for i in range(6):
+        frames, audio = click_clip(n_frames=32, flash=4 + 3 * i, h=40 if i == 2 else 128, w=48 if i == 2 else 160)
+        rows.append(write_clip(tmp_path, f"c{i}", frames, audio))
+    write_manifest(tmp_path / "manifest.csv", rows)
+    over = {"data.dataset": str(tmp_path), "data.loader": "dali", "train.batch_size": 3, "eval.temporal_views": 1,
+            "data.test_crop_size": 32}
+    cpu_loader = build_loader(build_config(scale="tiny", overrides={**over, "data.device": "cpu"}), "test", "test")
+    gpu_loader = build_loader(build_config(scale="tiny", overrides={**over, "data.device": "gpu"}), "test", "test")
+    cpu, gpu = list(cpu_loader), list(gpu_loader)
+    assert gpu_loader.cpu_fallback_clips == 1 and gpu_loader.failed == 0 and cpu_loader.failed == 0
+    assert len(cpu) == len(gpu) == 2
     for c, g in zip(cpu, gpu):
-        assert g["fast"].is_cuda
+        assert g["fast"].is_cuda and g["audio"].is_cuda and torch.equal(c["index"], g["index"].cpu())
         assert ((c["fast"] - g["fast"].cpu()).abs() * 0.225 * 255).mean() < 3  # NVDEC vs libavcodec colour
         assert (c["audio"] - g["audio"].cpu()).abs().max() < 1e-2
+
+
+# ----------------------------------------------------------------------------- pipelining + resume
+@needs_dali
+def test_dali_stream_decodes_ahead_of_the_consumer(tiny_cache):
+    from avsf.data.dali_loader import DaliStream, Item
+
+    cfg = cfg_for(tiny_cache)
+    rows = read_manifest(dataset_info(cfg).root / "train.csv")
+    g = ClipGeometry.from_config(cfg)
+    items = [Item(k % 2, train_spec(cfg, g, rows[k], k, (40, 48), epoch=0), rows[k].path, rows[k].audio)
+             for k in range(8)]
+    stream = DaliStream([items[k:k + 2] for k in range(0, 8, 2)], g, cfg.data, batch_size=2, num_threads=1, gpu=False,
+                        with_shifted_audio=False)
+    it = iter(stream)
+    first = next(it)
+    # one batch consumed, and DALI already holds the next one: decoding runs ahead of the consumer
+    assert first.part == 0 and stream.source.handed >= 2
+    assert [r.part for r in it] == [1, 2, 3] and stream.pipe is None  # closed at the end
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_iter_from_resumes_exactly(tiny_cache, loader):
+    cfg = cfg_for(tiny_cache, **{"data.loader": loader})
+    full = batches(cfg, epoch=3)
+    L = build_loader(cfg, "train", "train", epoch=3)
+    tail = list(L.iter_from(4))
+    assert len(tail) == len(full) - 4 == 3
+    for a, b in zip(full[4:], tail):
+        assert torch.equal(a["index"], b["index"]) and torch.equal(a["label"], b["label"])
+        assert torch.equal(a["fast"], b["fast"]) and torch.equal(a["audio"], b["audio"])
+    assert list(L.iter_from(len(L))) == []
+    with pytest.raises(ValueError, match="start_batch"):
+        L.iter_from(-1)
+
+
+@pytest.mark.parametrize("loader", LOADERS)
+def test_broken_clip_in_first_batch_keeps_the_batches_in_flight(tmp_path, loader):
+    frames, audio = click_clip()
+    rows = [write_clip(tmp_path, f"ok{i}", frames, audio) for i in range(6)]
+    (tmp_path / "trunc.webm").write_bytes((tmp_path / "ok0.webm").read_bytes()[:300])
+    rows.insert(1, {**rows[0], "path": "trunc.webm"})
+    write_manifest(tmp_path / "manifest.csv", rows)
+    cfg = build_config(scale="tiny", overrides={"data.dataset": str(tmp_path), "data.loader": loader,
+                                                 "train.batch_size": 2, "eval.temporal_views": 1,
+                                                 "data.max_failure_share": 0.5})
+    L = build_loader(cfg, "test", "test")
+    got = [b["index"].tolist() for b in L]
+    assert got == [[0], [2, 3], [4, 5], [6]] and L.failed == 1
+
+
+def test_bench_reports_clips_and_frames(tiny_cache):
+    from avsf.data.bench import bench_loader
+
+    cfg = cfg_for(tiny_cache, **{"data.loader": "reference", "data.num_threads": 1})
+    r = bench_loader(cfg, "train", 2, step_ms=5)
+    assert r["batches"] == 2 and r["clips"] == 8 and r["loader"] == "reference"
+    assert r["frames_per_s"] == pytest.approx(r["clips_per_s"] * 4, rel=0.02)  # 4 Fast frames per clip
+    assert 0.0 <= r["wait_share"] <= 1.0 and r["seconds"] >= 0.01
+    with pytest.raises(ValueError, match="batches"):
+        bench_loader(cfg, "train", 0)
+
+
+# ----------------------------------------------------------------------------- GPU -> CPU fallback
+def test_decode_route_rules():
+    from avsf.data.dali_loader import decode_route
+
+    assert decode_route(256, 320, "vp9", "gpu").name == "gpu"
+    assert decode_route(128, 128, "h264", "gpu").name == "gpu"
+    assert decode_route(0, 0, "", "gpu").name == "gpu"  # unknown: try NVDEC, fall back at run time
+    small = decode_route(80, 96, "vp9", "gpu")
+    assert small.name == "cpu" and "96x80 is below NVDEC's 128x128 minimum" in small.reason
+    assert decode_route(127, 640, "", "gpu").name == "cpu"
+    # too small for NVDEC and a codec DALI's CPU decoder lacks: PyAV
+    r = decode_route(40, 48, "h264", "gpu")
+    assert r.name == "pyav" and "below" in r.reason and "h264" in r.reason
+    assert decode_route(256, 320, "theora", "gpu").name == "pyav"
+    assert decode_route(2160, 5000, "h264", "gpu").name == "pyav"  # above NVDEC's H.264 maximum
+    assert decode_route(2160, 5000, "vp9", "gpu").name == "gpu"
+    assert decode_route(40, 48, "vp9", "cpu") == decode_route(0, 0, "", "cpu")
+    assert decode_route(40, 48, "vp9", "cpu").name == "cpu" and decode_route(40, 48, "h264", "cpu").name == "pyav"
+    with pytest.raises(ValueError, match="device"):
+        decode_route(1, 1, "", "auto")
+
+
+def test_gpu_plan_routes_small_videos_to_the_cpu_and_says_so_once(tiny_cache, caplog):
+    from avsf.data import _SAID, AVLoader
+
+    cfg = cfg_for(tiny_cache, **{"data.loader": "reference"})
+    L = AVLoader(cfg, "train", "train")
+    L.device = "gpu"  # the plan is pure: no GPU is touched
+    chunks = L._batches(L.specs())
+    _SAID.clear()
+    with caplog.at_level("WARNING", logger="avsf.data"):
+        parts = L._plan_routes(chunks)
+        L._plan_routes(chunks)
+    assert not any(parts["gpu"]) and not any(parts["pyav"])  # 48x40 synth: all below 128x128
+    assert [len(p) for p in parts["cpu"]] == [len(c) for c in chunks]
+    said = [r.message for r in caplog.records if "decoded on the CPU instead" in r.message]
+    assert len(said) == 1 and "28 clip(s)" in said[0] and "48x40 is below NVDEC's 128x128 minimum" in said[0]
+
+
+@needs_dali
+def test_codec_dali_cannot_decode_falls_back_to_pyav(tmp_path):
+    frames, audio = click_clip()
+    rows = [write_clip(tmp_path, f"ok{i}", frames, audio) for i in range(3)]
+    synth.encode_clip(tmp_path / "h264.mp4", frames, audio, 16, with_audio=False, codec="libx264")
+    rows.append({**rows[0], "path": "h264.mp4"})  # no codec column: DALI refuses it at run time
+    rows.append({**rows[0], "path": "h264.mp4", "codec": "h264"})  # known codec: planned for PyAV
+    write_manifest(tmp_path / "manifest.csv", rows)
+    over = {"data.dataset": str(tmp_path), "train.batch_size": 5, "eval.temporal_views": 1, "data.flip": False}
+    dali = build_loader(build_config(scale="tiny", overrides={**over, "data.loader": "dali"}), "test", "test")
+    (b,) = list(dali)
+    assert b["index"].tolist() == [0, 1, 2, 3, 4] and dali.failed == 0
+    assert dali.pyav_fallback_clips == 2 and dali.cpu_fallback_clips == 0  # device cpu: nothing left a GPU
+    (r,) = batches(build_config(scale="tiny", overrides={**over, "data.loader": "reference"}), "test", "test")
+    # the PyAV-decoded clips are exactly the reference loader's
+    assert torch.equal(b["fast"][3:], r["fast"][3:]) and torch.allclose(b["audio"][3:], r["audio"][3:])

@@ -11,10 +11,9 @@ import numpy as np
 
 from avsf.config import build_config
 from avsf.data import build_loader, dataset_info, synth
-from avsf.data.manifest import (KINETICS_SOUNDS, read_charades_csv, read_epic_csv, read_kinetics_csv,
-                                read_manifest)
+from avsf.data.formats import KINETICS_SOUNDS, read_charades_csv, read_epic_csv, read_kinetics_csv
+from avsf.data.manifest import read_manifest, read_source_manifest
 from avsf.data.prepare import prepare
-from avsf.data.manifest import read_source_manifest
 
 
 def _digest(root: Path) -> dict:
@@ -124,18 +123,18 @@ def test_annotation_readers(tmp_path):
     k = tmp_path / "kinetics.csv"
     k.write_text("label,youtube_id,time_start,time_end,split\n"
                  "playing bagpipes,abc,10,20,train\nyoga,def,0,10,train\n\"tap dancing\",ghi,3,13,val\n")
-    rows = read_kinetics_csv(k, tmp_path, kinetics_sounds=True)
+    rows = read_kinetics_csv(k, tmp_path, kinetics_sounds=True).rows
     assert [r.label for r in rows] == ["playing bagpipes", "tap dancing"]
     assert rows[0].path.name == "abc_000010_000020.mp4" and len(KINETICS_SOUNDS) == 32
     e = tmp_path / "epic.csv"
     e.write_text("narration_id,participant_id,video_id,start_timestamp,stop_timestamp,verb_class,noun_class\n"
                  "P01_01_0,P01,P01_01,00:00:01.50,00:00:03.00,2,10\n")
-    (r,) = read_epic_csv(e, tmp_path)
+    (r,) = read_epic_csv(e, tmp_path).rows
     assert (r.start, r.end, r.extra["verb"], r.extra["noun"]) == (1.5, 3.0, 2, 10)
     c = tmp_path / "charades.csv"
     c.write_text("id,subject,actions,length\nXYZ,s,c092 11.90 21.20;c147 0.00 12.60,30\n")
-    (r,) = read_charades_csv(c, tmp_path)
-    assert r.label == ["c092", "c147"] and r.extra["spans"][0] == ("c092", 11.9, 21.2)
+    (r,) = read_charades_csv(c, tmp_path, whole_videos=True).rows
+    assert r.label == ["c092", "c147"] and r.extra["video"] == "XYZ"
 
 
 def test_cli_synth_and_preview(tmp_path):

@@ -151,3 +151,17 @@ def test_num_classes_follows_the_data_at_every_scale_unless_set(tmp_path):
     assert build_config(scale="paper", overrides={"model.num_classes": 400}).model.num_classes == 400
     charades = resolve_config(variant="table4/avslowfast-r101-nl", scale="paper")
     assert charades.model.num_classes == 157  # a variant that sets it keeps it
+
+
+def test_clips_moved_off_the_gpu_decoder_are_counted_per_epoch_and_run(tmp_path):
+    from dataclasses import replace
+
+    def loader(cfg, split, mode, **kw):
+        ld = F.TOYS.loader(cfg, split, mode, **kw)
+        ld.cpu_fallback_clips, ld.pyav_fallback_clips = (3, 1) if split == "train" else (0, 0)
+        return ld
+
+    result = train(F.toy_config(), tmp_path / "run", factories=replace(F.TOYS, loader=loader))
+    rows = [r for r in F.metric_rows(tmp_path / "run") if r["split"] == "train"]
+    assert [(r["cpu_fallback_clips"], r["pyav_fallback_clips"]) for r in rows] == [(3, 1)] * 3
+    assert (result["cpu_fallback_clips"], result["pyav_fallback_clips"]) == (9, 3)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option, non_negative_int, positive_int
+
+# avsf.data.formats.FORMATS and "ava" (avsf.data.detection), spelled out so that building the parser does
+# not import torch (a test keeps them equal)
+PREPARE_FORMATS = ("list", "kinetics", "epic", "epic55", "charades", "ucf101", "hmdb51", "ava")
 
 
 def register(sub) -> None:
@@ -34,6 +37,11 @@ def _register_synth(dsub) -> None:
                    help="tiny: a few clips per class at 48x40 (tests); small: 60 train clips per class at 96x80 "
                    "(default: small)")
     s.add_argument("--seed", type=non_negative_int, default=0, help="generator seed (default 0)")
+    # the names of avsf.data.BUILTIN_SETS, spelled out: importing avsf.data here would load torch for --help
+    s.add_argument("--dataset", choices=("synth", "synth-epic", "synth-charades", "synth-detection"), default="synth",
+                   help="which built-in set: the benchmark (default), the synthetic EPIC-Kitchens (verb/noun) or "
+                   "Charades (multi-label, long videos) counterparts (docs/tasks.md), or the detection split "
+                   "(docs/detection.md)")
     s.add_argument("--workers", type=positive_int, default=2, help="encoding processes (default 2)")
     add_progress_flag(s)
     s.set_defaults(func=run_synth)
@@ -42,15 +50,15 @@ def _register_synth(dsub) -> None:
 def _register_prepare(dsub) -> None:
     r = dsub.add_parser("prepare", help="turn a list of your videos into loader-ready files + manifest.csv",
                         description="MANIFEST: 'path label' per line, or CSV with header path,label (paths relative "
-                        "to the manifest). With --format kinetics|epic|charades, MANIFEST is that dataset's "
-                        "annotation CSV and --video-root says where the videos are. With --format ava, MANIFEST is "
-                        "one or more AVA annotation CSVs, each SPLIT=FILE or FILE (split read from its name: "
-                        "train, val or test), the videos <video_id>.<ext> under --video-root (docs/detection.md).")
+                        "to the manifest, inside its folder unless --allow-outside-root). With --format F, MANIFEST is "
+                        "that dataset's annotation file (ucf101/hmdb51: its split-list folder) and --video-root says "
+                        "where the videos are (docs/data.md). With --format ava, MANIFEST is one or more AVA annotation "
+                        "CSVs, each SPLIT=FILE or FILE (split read from its name: train, val or test), the videos "
+                        "<video_id>.<ext> under --video-root (docs/detection.md).")
     r.add_argument("manifest", metavar="MANIFEST", nargs="+", help="the list of source videos (see above)")
     r.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write; point data.dataset at it")
-    r.add_argument("--format", choices=("list", "kinetics", "epic", "charades", "ava"), default="list",
-                   help="what MANIFEST is (default: list)")
-    r.add_argument("--video-root", metavar="DIR", help="videos folder for --format kinetics|epic|charades|ava")
+    r.add_argument("--format", choices=PREPARE_FORMATS, default="list", help="what MANIFEST is (default: list)")
+    r.add_argument("--video-root", metavar="DIR", help="videos folder for every --format but list")
     r.add_argument("--labels", metavar="PBTXT", help="ava: the action list (ava_action_list_v2.2.pbtxt); rows of "
                    "other actions are left out (default: every action id that occurs is a class)")
     r.add_argument("--time-offset", type=float, default=0.0, metavar="S", help="ava: seconds to subtract from the "
@@ -59,6 +67,10 @@ def _register_prepare(dsub) -> None:
                    "of S seconds (plus 1.5 s each side) so clips decode from short files (default 0: whole videos)")
     r.add_argument("--kinetics-sounds", action="store_true", help="keep only the paper's 32 Kinetics-Sounds classes")
     r.add_argument("--split", default=None, help="kinetics: keep only this split")
+    r.add_argument("--whole-videos", action="store_true",
+                   help="charades: one row per whole video instead of one clip per annotated span")
+    r.add_argument("--allow-outside-root", action="store_true",
+                   help="read manifest paths that lead outside the manifest's (or --video-root's) folder")
     r.add_argument("--workers", type=positive_int, default=2, help="transcoding processes (default 2)")
     add_progress_flag(r)
     r.set_defaults(func=run_prepare)
@@ -78,13 +90,27 @@ def _register_preview(dsub) -> None:
     v.set_defaults(func=run_preview)
 
 
+def _non_negative_ms(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; must be milliseconds >= 0")
+    return value
+
+
 def _register_bench(dsub) -> None:
     b = dsub.add_parser(
-        "bench", help="loader throughput (clips/s); DALI vs reference at equal threads",
-        description="Time the data pipeline alone (no model): clips per second over a number of batches after "
-        "one warm-up batch, for DALI, the reference loader, or both at the same thread count.")
+        "bench", help="loader throughput (clips/s, decoded frames/s); DALI vs reference at equal threads",
+        description="Time the data pipeline alone (no model): clips and decoded frames per second over a number of "
+        "batches after one warm-up batch, for DALI, the reference loader, or both at the same thread count.")
     b.add_argument("--threads", type=positive_int, default=2, help="decoder threads / worker processes (default 2)")
     b.add_argument("--batches", type=positive_int, default=20, help="batches to time (after one warm-up batch)")
+    b.add_argument("--step-ms", type=_non_negative_ms, default=0.0,
+                   help="sleep this long after each batch, as a GPU training step would take (shows overlap)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     _loader_options(b, ("dali", "reference", "both"), "both", "which loader to time (default: both, and their ratio)")
     b.set_defaults(func=run_bench)
@@ -100,16 +126,18 @@ def _loader_options(p, loaders: tuple[str, ...], default: str, loader_help: str)
 
 
 def run_synth(args) -> int:
-    from avsf.data.synth import generate
+    from avsf.data import BUILTIN_SETS
 
-    info = generate(args.out, args.scale, args.seed, workers=args.workers, progress=not args.no_progress)
+    info = BUILTIN_SETS[args.dataset].generate(args.out, args.scale, args.seed, workers=args.workers,
+                                                 progress=not args.no_progress)
     print(f"wrote {sum(info['split_sizes'].values())} clips ({info['split_sizes']}) to {args.out} "
           f"in {info['generation_s']:.1f} s")
     return 0
 
 
 def run_prepare(args) -> int:
-    from avsf.data import manifest as M
+    from avsf.data.errors import ManifestError, PrepareError
+    from avsf.data.formats import read_format
     from avsf.data.prepare import prepare
 
     if args.format == "ava":
@@ -122,26 +150,16 @@ def run_prepare(args) -> int:
         return 2
     args.manifest = args.manifest[0]
     try:
-        if args.format == "list":
-            rows = M.read_source_manifest(args.manifest)
-        else:
-            if not args.video_root:
-                print(f"avsf data prepare: --format {args.format} needs --video-root DIR", file=sys.stderr)
-                return 2
-            if args.format == "kinetics":
-                rows = M.read_kinetics_csv(args.manifest, args.video_root, kinetics_sounds=args.kinetics_sounds,
-                                           split=args.split)
-            elif args.format == "epic":
-                rows = M.read_epic_csv(args.manifest, args.video_root)
-            else:
-                rows = M.read_charades_csv(args.manifest, args.video_root)
-    except M.ManifestError as e:
+        source = read_format(args.format, args.manifest, args.video_root, allow_outside_root=args.allow_outside_root,
+                             split=args.split, kinetics_sounds=args.kinetics_sounds, whole_videos=args.whole_videos)
+        report = prepare(source, args.out, workers=args.workers, progress=not args.no_progress)
+    except (ManifestError, PrepareError) as e:
         print(f"avsf data prepare: {e}", file=sys.stderr)
         return 2
-    report = prepare(rows, args.out, workers=args.workers, progress=not args.no_progress)
     print(f"{report['ok']} of {report['total']} usable ({report['skipped_already_prepared']} already prepared); "
-          f"{len(report['failed'])} failed, {len(report['no_audio'])} without audio -> {Path(args.out) / 'report.json'}")
-    for f in report["failed"][:20]:
+          f"{len(report['failed'])} failed, {len(report['dropped'])} dropped (duplicates / conflicting labels), "
+          f"{len(report['no_audio'])} without audio -> {Path(args.out) / 'report.json'}")
+    for f in (report["dropped"] + report["failed"])[:20]:
         print(f"  row {f['row']}: {f['path']}: {f['reason']}")
     return 0
 
@@ -218,33 +236,20 @@ def run_preview(args) -> int:
     return 0
 
 
-def bench_loader(cfg, mode: str, batches: int) -> dict:
-    from avsf.data import build_loader
-
-    loader = build_loader(cfg, "train" if mode == "train" else "test", mode)
-    it = iter(loader)
-    first = next(it)  # warm-up: pipeline build / worker start
-    clips, t0, n = 0, time.perf_counter(), 0
-    for batch in it:
-        clips += batch["fast"].shape[0]
-        n += 1
-        if n >= batches:
-            break
-    dt = time.perf_counter() - t0
-    return {"loader": loader.backend, "device": loader.device, "clips": clips, "seconds": round(dt, 3),
-            "clips_per_s": round(clips / dt, 1) if dt > 0 else 0.0, "batch_size": first["fast"].shape[0]}
-
-
 def run_bench(args) -> int:
+    from avsf.data.bench import bench_loader
+
     loaders = ["dali", "reference"] if args.loader == "both" else [args.loader]
     results = {}
     for name in loaders:
         cfg = _cfg(args.scale, args.sets, **{"data.loader": name, "data.num_threads": args.threads})
-        results[name] = bench_loader(cfg, args.mode, args.batches)
+        results[name] = bench_loader(cfg, args.mode, args.batches, step_ms=args.step_ms)
         if not args.json:
             r = results[name]
-            print(f"{name:9s} ({r['device']}, {args.threads} threads): {r['clips_per_s']:7.1f} clips/s "
-                  f"({r['clips']} clips in {r['seconds']} s, {args.scale} scale, {args.mode} mode)")
+            print(f"{name:9s} ({r['device']}, {args.threads} threads): {r['clips_per_s']:7.1f} clips/s, "
+                  f"{r['frames_per_s']:8.1f} decoded frames/s, waiting {r['wait_share']:.0%} "
+                  f"({r['clips']} clips in {r['seconds']} s, {args.scale} scale, {args.mode} mode"
+                  f"{f', {args.step_ms:g} ms step' if args.step_ms else ''})")
     if len(results) == 2 and results["reference"]["clips_per_s"]:
         ratio = results["dali"]["clips_per_s"] / results["reference"]["clips_per_s"]
         results["ratio_dali_over_reference"] = round(ratio, 2)

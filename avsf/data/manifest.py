@@ -1,37 +1,32 @@
-"""Manifests: the loader-ready CSV, users' input lists, and public datasets' annotation files.
+"""Manifests: the loader-ready CSV and users' input lists (public datasets' annotation files:
+avsf.data.formats).
 
 Loader-ready (`manifest.csv`, `train.csv`, ... written by `synth` and `prepare`), header:
-``path,audio,label,duration,fps[,has_audio][,split][,verb,noun][,keyframe]``; paths relative to the
-file's folder. ``label`` is a class index, or ``3;7`` (several indices) for multi-label data.
-``keyframe`` (seconds into the file) centres every clip of the row on that time (detection:
-one row per annotated keyframe, docs/detection.md). Columns the loader does not read are kept
-in `Row.extra` as text (detection keys its boxes by the `video_id` and `timestamp` columns).
+``path,audio,label,duration,fps[,has_audio][,height,width,codec][,split][,split1,split2,split3]
+[,verb,noun][,video][,keyframe]``; paths relative to the file's folder. ``label`` is a class index,
+or ``3;7`` (several indices; ``3;`` a multi-label row with one) for multi-label data. ``split1..3``:
+a dataset's official folds (train/test per video, empty = not in that fold). ``video``: the source
+video of a clip cut from it (Charades spans; eval pools a video's clips). ``keyframe`` (seconds into
+the file) centres every clip of the row on that time (detection: one row per annotated keyframe,
+docs/detection.md). Columns the loader does not read are kept in `Row.extra` as text (detection
+keys its boxes by the `video_id` and `timestamp` columns).
+
+Every reader takes UTF-8 with or without a byte-order mark and LF or CRLF line ends, and names
+the file, the row and what to do in its errors.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# The paper's Kinetics-Sounds subset (appendix B): the 32 classes still in Kinetics-400.
-KINETICS_SOUNDS = (
-    "blowing nose", "blowing out candles", "bowling", "chopping wood", "dribbling basketball", "laughing",
-    "mowing lawn", "playing accordion", "playing bagpipes", "playing bass guitar", "playing clarinet",
-    "playing drums", "playing guitar", "playing harmonica", "playing keyboard", "playing organ", "playing piano",
-    "playing saxophone", "playing trombone", "playing trumpet", "playing violin", "playing xylophone",
-    "ripping paper", "shoveling snow", "shuffling cards", "singing", "stomping grapes", "strumming guitar",
-    "tap dancing", "tapping guitar", "tapping pen", "tickling",
-)
-
+from avsf.data.errors import ManifestError
 
 _ROW_COLUMNS = frozenset(("path", "audio", "label", "duration", "fps", "has_audio", "verb", "noun", "height", "width",
-                          "keyframe", "split"))
-
-
-class ManifestError(ValueError):
-    """A manifest row is wrong; the message names the file, the row and what to do."""
+                          "codec", "video", "keyframe", "split"))
 
 
 @dataclass
@@ -48,6 +43,8 @@ class Row:
     noun: int = -1
     height: int = 0  # 0: unknown, probed on first use
     width: int = 0
+    codec: str = ""  # "": unknown (as FFmpeg names it: vp9, h264, ...; picks the decoder on a GPU)
+    video: str = ""  # the source video a clip was cut from (Charades spans): clips aggregate per video
     keyframe: float = -1.0  # >= 0: clips are centred on this time (s into the file); -1: sampled as usual
     extra: dict = field(default_factory=dict)  # the manifest's other columns, as text
 
@@ -61,6 +58,7 @@ class SourceRow:
     start: float | None = None
     end: float | None = None
     extra: dict = field(default_factory=dict)
+    line: int = 0  # its line (or CSV row) in the file it came from, for reports
 
 
 def write_manifest(path: str | Path, rows: list[dict], columns: tuple[str, ...] | None = None) -> None:
@@ -82,81 +80,164 @@ def write_manifest(path: str | Path, rows: list[dict], columns: tuple[str, ...] 
     tmp.replace(path)
 
 
-def read_manifest(path: str | Path, split: str | None = None) -> list[Row]:
-    """Read a loader-ready manifest. `split` filters by a `split` column when there is one."""
+def read_text(path: Path) -> str:
+    """A manifest's text, LF line ends: UTF-8 with or without the byte-order mark spreadsheets
+    write ("CSV UTF-8"), LF or CRLF. Errors name the line and what to do; an empty file is one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found" + (" (it is a folder)" if path.is_dir() else ""))
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ManifestError(f"{path}, line {line}: byte 0x{raw[e.start]:02x} is not UTF-8; save the file as UTF-8 "
+                            "(in a spreadsheet: 'CSV UTF-8'; with iconv: iconv -f latin1 -t utf-8)") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise ManifestError(f"{path}: the file is empty; write one 'path label' line per video "
+                            "(or a CSV with the header path,label)")
+    return text
+
+
+def csv_reader(path: Path, text: str, need: set[str], what: str) -> csv.DictReader:
+    """A DictReader over `text` whose header holds `need` (stripped names), or a clear error."""
+    reader = csv.DictReader(io.StringIO(text))
+    reader.fieldnames = [c.strip() for c in reader.fieldnames or []]
+    if not need <= set(reader.fieldnames):
+        raise ManifestError(f"{path}: {what} needs the columns {sorted(need)}; its header is {reader.fieldnames}")
+    return reader
+
+
+def no_rows(path: Path, what: str = "'path label' line per video") -> ManifestError:
+    return ManifestError(f"{path}: no rows after the header; add one {what}")
+
+
+def read_manifest(path: str | Path, split: str | None = None, *, split_column: str = "split",
+                  label_free: bool = False) -> list[Row]:
+    """Read a loader-ready manifest. `split` filters by `split_column` when the file has it.
+    `label_free`: the label column is never read (self-supervised pretraining)."""
     path = Path(path)
     if not path.exists():
         raise ManifestError(f"{path}: manifest not found (run `avsf data prepare` or `avsf data synth` first)")
     root = path.parent
+    reader = csv_reader(path, read_text(path), {"path"} if label_free else {"path", "label"}, "a loader-ready manifest")
+    has_split = split_column in reader.fieldnames
+    if split is not None and split_column != "split" and not has_split:
+        raise ManifestError(f"{path}: no column {split_column}; this dataset has no such fold (data.fold)")
     rows: list[Row] = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"path", "label"}
-        if not reader.fieldnames or not need <= set(reader.fieldnames):
-            raise ManifestError(f"{path}: header must contain path,label (got {reader.fieldnames}); "
-                                "write it with `avsf data prepare`")
-        for i, r in enumerate(reader, start=2):
-            if split is not None and r.get("split") not in (None, "", split):
+    for i, r in enumerate(reader, start=2):
+        if split is not None and has_split and r.get(split_column) != split:
+            # an empty `split` means every split; an empty fold column, a video that fold leaves out
+            if r.get(split_column) or split_column != "split":
                 continue
-            try:
-                label_text = r["label"].strip()
-                label: int | list[int] = ([int(x) for x in label_text.split(";") if x != ""]
-                                          if ";" in label_text else int(label_text))
-                audio = r.get("audio") or ""
-                rows.append(Row(
-                    path=(root / r["path"]).resolve() if not Path(r["path"]).is_absolute() else Path(r["path"]),
-                    audio=((root / audio) if not Path(audio).is_absolute() else Path(audio)) if audio else None,
-                    label=label,
-                    duration=float(r.get("duration") or 0.0),
-                    fps=float(r.get("fps") or 0.0),
-                    has_audio=(r.get("has_audio", "1") or "1") not in ("0", "false", "False"),
-                    verb=int(r.get("verb") or -1),
-                    noun=int(r.get("noun") or -1),
-                    height=int(r.get("height") or 0),
-                    width=int(r.get("width") or 0),
-                    keyframe=float(r.get("keyframe") or -1.0),
-                    extra={k: v for k, v in r.items() if k not in _ROW_COLUMNS and k is not None},
-                ))
-            except (ValueError, TypeError, KeyError) as e:
-                raise ManifestError(f"{path}, row {i}: cannot read {dict(r)} ({e}); labels must be integers "
-                                    "(or '3;7' for multi-label), duration/fps/keyframe numbers") from None
+        try:
+            rows.append(_row(root, r, label_free))
+        except (ValueError, TypeError, KeyError) as e:
+            raise ManifestError(f"{path}, row {i}: cannot read {dict(r)} ({e}); labels must be class indices "
+                                "(or '3;7' for multi-label), duration/fps/keyframe numbers") from None
     return rows
 
 
-def read_source_manifest(path: str | Path) -> list[SourceRow]:
-    """Users' list: "path label" per line (Kinetics/SlowFast style) or CSV with header path,label.
+def _row(root: Path, r: dict, label_free: bool) -> Row:
+    audio = (r.get("audio") or "").strip()
+    label: int | list[int] = -1
+    if not label_free:
+        text = (r.get("label") or "").strip()
+        label = [int(x) for x in text.split(";") if x != ""] if ";" in text else int(text)
+    return Row(
+        path=(root / r["path"]).resolve() if not Path(r["path"]).is_absolute() else Path(r["path"]),
+        audio=((root / audio) if not Path(audio).is_absolute() else Path(audio)) if audio else None,
+        label=label,
+        duration=float(r.get("duration") or 0.0),
+        fps=float(r.get("fps") or 0.0),
+        has_audio=(r.get("has_audio", "1") or "1") not in ("0", "false", "False"),
+        verb=-1 if label_free else int(r.get("verb") or -1),
+        noun=-1 if label_free else int(r.get("noun") or -1),
+        height=int(r.get("height") or 0),
+        width=int(r.get("width") or 0),
+        codec=(r.get("codec") or "").strip().lower(),
+        video=(r.get("video") or "").strip(),
+        keyframe=float(r.get("keyframe") or -1.0),
+        extra={k: v for k, v in r.items() if k not in _ROW_COLUMNS and k is not None},
+    )
 
-    Relative paths are relative to the manifest's folder. Lines starting with '#' are skipped.
+
+def read_source_manifest(path: str | Path, *, allow_outside_root: bool = False) -> list[SourceRow]:
+    """Users' list: "path label" per line (Kinetics/SlowFast style) or CSV with header path,label
+    (optional start,end in seconds). Labels are strings ("01" and "1" are two classes).
+
+    Relative paths are relative to the manifest's folder; a path outside that folder (``../x``,
+    an absolute path elsewhere) is refused unless `allow_outside_root`. Lines starting with '#'
+    are skipped.
     """
     path = Path(path)
-    if not path.exists():
-        raise ManifestError(f"{path}: manifest not found")
-    text = path.read_text()
+    text = read_text(path)
     root = path.parent
     first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
-    rows: list[SourceRow] = []
     if "," in first and "path" in [c.strip().lower() for c in first.split(",")]:
-        reader = csv.DictReader(io.StringIO(text))
-        cols = {c.strip().lower(): c for c in reader.fieldnames or []}
-        if "label" not in cols:
-            raise ManifestError(f"{path}: CSV header needs path,label (got {reader.fieldnames})")
-        for i, r in enumerate(reader, start=2):
-            p, lab = (r.get(cols["path"]) or "").strip(), (r.get(cols["label"]) or "").strip()
-            if not p or not lab:
-                raise ManifestError(f"{path}, row {i}: empty path or label in {dict(r)}; fill both or delete the row")
-            start = r.get(cols["start"]) if "start" in cols else None
-            end = r.get(cols["end"]) if "end" in cols else None
-            rows.append(SourceRow(_resolve(root, p), lab, float(start) if start else None, float(end) if end else None))
-        return rows
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        parts = line.rsplit(None, 1)
-        if len(parts) != 2:
-            raise ManifestError(f"{path}, line {i}: expected 'path label', got {line!r}; "
-                                "separate the path and the label with a space")
-        rows.append(SourceRow(_resolve(root, parts[0].strip()), parts[1].strip()))
+        rows = _read_source_csv(path, text, root)
+    else:
+        rows = []
+        for i, line in enumerate(text.splitlines(), start=1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.rsplit(None, 1)
+            if len(parts) != 2:
+                raise ManifestError(f"{path}, line {i}: expected 'path label', got {line!r}; "
+                                    "separate the path and the label with a space")
+            rows.append(SourceRow(_resolve(root, parts[0].strip()), parts[1].strip(), line=i))
+    if not rows:
+        raise no_rows(path)
+    check_inside(path, root, rows, allow_outside_root)
     return rows
+
+
+def _read_source_csv(path: Path, text: str, root: Path) -> list[SourceRow]:
+    reader = csv.DictReader(io.StringIO(text))
+    cols = {c.strip().lower(): c for c in reader.fieldnames or []}
+    if "label" not in cols:
+        raise ManifestError(f"{path}: CSV header needs path,label (got {reader.fieldnames})")
+    rows = []
+    for i, r in enumerate(reader, start=2):
+        p, lab = (r.get(cols["path"]) or "").strip(), (r.get(cols["label"]) or "").strip()
+        if not p or not lab:
+            raise ManifestError(f"{path}, row {i}: empty path or label in {dict(r)}; fill both or delete the row")
+        start = seconds(path, i, "start", r.get(cols["start"]) if "start" in cols else None)
+        end = seconds(path, i, "end", r.get(cols["end"]) if "end" in cols else None)
+        if start is not None and end is not None and end <= start:
+            raise ManifestError(f"{path}, row {i}: end {end} is not after start {start}; "
+                                "give the span in seconds with end > start, or leave both empty")
+        rows.append(SourceRow(_resolve(root, p), lab, start, end, line=i))
+    return rows
+
+
+def seconds(path: Path, row: int, name: str, text: str | None) -> float | None:
+    """A time in seconds ("12.5" or "00:01:02.5"), >= 0; None when empty; else a clear error."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        value = hms(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise ManifestError(f"{path}, row {row}: {name} {text!r} is not a time; write seconds >= 0 "
+                            "(12.5) or hh:mm:ss.ff (00:00:12.50)")
+    return value
+
+
+def check_inside(manifest: Path, root: Path, rows: list[SourceRow], allow: bool) -> None:
+    """Refuse paths that leave `root` (lexically: ``..``, absolute paths elsewhere; a symlink placed
+    inside the root is the user's choice and is followed) unless the user allowed it."""
+    if allow:
+        return
+    base = os.path.abspath(root)
+    bad = [r for r in rows if os.path.commonpath([base, os.path.abspath(r.path)]) != base]
+    if bad:
+        where = ", ".join(f"row {r.line}: {r.path}" for r in bad[:3]) + (" ..." if len(bad) > 3 else "")
+        raise ManifestError(f"{manifest}: {len(bad)} path(s) point outside {base} ({where}); move the videos "
+                            "under that folder, or pass --allow-outside-root to read them where they are")
 
 
 def _resolve(root: Path, p: str) -> Path:
@@ -164,92 +245,9 @@ def _resolve(root: Path, p: str) -> Path:
     return q if q.is_absolute() else root / q
 
 
-def read_kinetics_csv(path: str | Path, video_root: str | Path, *, kinetics_sounds: bool = False,
-                      split: str | None = None, ext: str = ".mp4") -> list[SourceRow]:
-    """Kinetics annotation CSV (label,youtube_id,time_start,time_end,split).
-
-    Videos are looked up as the usual downloader lays them out:
-    ``video_root/<youtube_id>_<start:06d>_<end:06d><ext>``, or the same name under
-    ``video_root/<label>/``. `kinetics_sounds=True` keeps only the paper's 32 classes.
-    """
-    path, video_root = Path(path), Path(video_root)
-    keep = set(KINETICS_SOUNDS) if kinetics_sounds else None
-    rows = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"label", "youtube_id", "time_start", "time_end"}
-        if not need <= set(reader.fieldnames or []):
-            raise ManifestError(f"{path}: not a Kinetics CSV (need {sorted(need)}, got {reader.fieldnames})")
-        for i, r in enumerate(reader, start=2):
-            label = r["label"].strip().strip('"')
-            if keep is not None and label not in keep:
-                continue
-            if split is not None and r.get("split") and r["split"] != split:
-                continue
-            try:
-                t0, t1 = int(float(r["time_start"])), int(float(r["time_end"]))
-            except ValueError:
-                raise ManifestError(f"{path}, row {i}: time_start/time_end not numbers") from None
-            name = f"{r['youtube_id']}_{t0:06d}_{t1:06d}{ext}"
-            p = video_root / name
-            if not p.exists() and (video_root / label / name).exists():
-                p = video_root / label / name
-            rows.append(SourceRow(p, label, extra={"split": r.get("split", "")}))
-    return rows
-
-
-def read_epic_csv(path: str | Path, video_root: str | Path, ext: str = ".MP4") -> list[SourceRow]:
-    """EPIC-Kitchens-100 action CSV: one segment per row, label "verb_class:noun_class".
-
-    Videos at ``video_root/<participant_id>/videos/<video_id><ext>`` (or ``video_root/<video_id><ext>``).
-    """
-    path, video_root = Path(path), Path(video_root)
-    rows = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        need = {"video_id", "start_timestamp", "stop_timestamp", "verb_class", "noun_class"}
-        if not need <= set(reader.fieldnames or []):
-            raise ManifestError(f"{path}: not an EPIC-Kitchens-100 CSV (need {sorted(need)})")
-        for i, r in enumerate(reader, start=2):
-            p = video_root / r.get("participant_id", "") / "videos" / f"{r['video_id']}{ext}"
-            if not p.exists():
-                p = video_root / f"{r['video_id']}{ext}"
-            try:
-                rows.append(SourceRow(p, f"{int(r['verb_class'])}:{int(r['noun_class'])}",
-                                      _hms(r["start_timestamp"]), _hms(r["stop_timestamp"]),
-                                      extra={"verb": int(r["verb_class"]), "noun": int(r["noun_class"])}))
-            except ValueError:
-                raise ManifestError(f"{path}, row {i}: bad timestamps or classes in {dict(r)}") from None
-    return rows
-
-
-def read_charades_csv(path: str | Path, video_root: str | Path, ext: str = ".mp4") -> list[SourceRow]:
-    """Charades CSV (id, ..., actions="c092 11.90 21.20;c147 0.00 12.60", length): one multi-label
-    row per video, labels = every action class that occurs (the span is kept in `extra`)."""
-    path, video_root = Path(path), Path(video_root)
-    rows = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        if not {"id", "actions"} <= set(reader.fieldnames or []):
-            raise ManifestError(f"{path}: not a Charades CSV (need id, actions)")
-        for i, r in enumerate(reader, start=2):
-            spans = []
-            for item in (r["actions"] or "").split(";"):
-                if not item.strip():
-                    continue
-                try:
-                    c, a, b = item.split()
-                    spans.append((c, float(a), float(b)))
-                except ValueError:
-                    raise ManifestError(f"{path}, row {i}: bad action '{item}' (want 'c092 11.90 21.20')") from None
-            labels = sorted({c for c, _, _ in spans})
-            rows.append(SourceRow(video_root / f"{r['id']}{ext}", labels, extra={"spans": spans}))
-    return rows
-
-
-def _hms(text: str) -> float:
-    parts = [float(x) for x in text.split(":")]
+def hms(text: str) -> float:
+    """Seconds from "ss.ff", "mm:ss.ff" or "hh:mm:ss.ff"."""
     s = 0.0
-    for x in parts:
-        s = s * 60 + x
+    for x in text.split(":"):
+        s = s * 60 + float(x)
     return s

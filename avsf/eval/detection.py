@@ -70,8 +70,11 @@ def _groundtruth(rows: list, wanted: np.ndarray, annotations: Any) -> tuple[list
     return truth, frames
 
 
-def score(pred: dict[str, torch.Tensor], *, dataset: Any, split: str, spatial_views: int = 1) -> tuple:
-    """(metrics, per-class table, predictions.json record) of one split's collected boxes."""
+def score(pred: dict[str, torch.Tensor], *, dataset: Any, split: str, spatial_views: int = 1, video_pool: str = "auto",
+          videos: list[str] | None = None) -> tuple:
+    """(metrics, per-class table, predictions.json record) of one split's collected boxes. Each
+    keyframe is scored from its one clip (detection runs with eval.temporal_views = 1), so
+    `video_pool` and `videos` (the classification scoring's video-level pooling) do not apply."""
     from avsf.eval.metrics import frame_map
 
     if "clip_row" not in pred or len(pred["box_row"]) == 0:

@@ -62,7 +62,7 @@ def _score(cfg, load_into: Callable[[Any], None], info, factories, *, progress: 
     loader = factories.loader(cfg, cfg.eval.split, "test", shard_id=info.rank, num_shards=info.world)
     return evaluate_split(model, loader, info, dataset=dataset, split=cfg.eval.split, precision=cfg.train.precision,
                           channels_last=cfg.train.channels_last and info.device.type == "cuda",
-                          spatial_views=cfg.eval.spatial_views, progress=progress,
+                          spatial_views=cfg.eval.spatial_views, video_pool=cfg.eval.video_pool, progress=progress,
                           desc=f"test {cfg.eval.temporal_views}x{cfg.eval.spatial_views}")
 
 

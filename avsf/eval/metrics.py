@@ -126,14 +126,20 @@ def aggregate_views(
     *,
     spatial_views: int = 1,
     multi_label: bool = False,
+    temporal_pool: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One score row per video from its views.
 
     Single-label: the mean of the softmax scores over all views (SlowFast's protocol).
     Multi-label: sigmoid, mean over spatial views, then max over temporal views (temporal
-    max-pooling, A.6). `scores` are raw logits; `view = temporal_idx * spatial_views + spatial_idx`.
+    max-pooling, A.6). `temporal_pool` "mean" / "max" forces either pooling for both kinds
+    (`eval.video_pool`; "auto" = the above). `scores` are raw logits;
+    `view = temporal_idx * spatial_views + spatial_idx`.
     A view seen twice (distributed padding) counts once. Returns (sorted unique indices, scores).
     """
+    if temporal_pool not in ("auto", "mean", "max"):
+        raise ValueError(f"temporal_pool: '{temporal_pool}' is not allowed; choose one of: auto, mean, max")
+    pool_max = temporal_pool == "max" or (temporal_pool == "auto" and multi_label)
     probs = torch.sigmoid(scores.float()) if multi_label else torch.softmax(scores.float(), dim=1)
     if view is None:
         view = torch.zeros_like(index)
@@ -143,7 +149,7 @@ def aggregate_views(
     key = inverse.to(torch.int64) * (int(view.max()) + 1 if len(view) else 1) + view.to(torch.int64)
     _, first = _first_occurrence(key)
     inverse, view, probs = inverse[first], view[first], probs[first]
-    if not multi_label:
+    if not pool_max:
         total = torch.zeros(n, c).index_add_(0, inverse, probs)
         count = torch.zeros(n).index_add_(0, inverse, torch.ones(len(inverse)))
         return uniq, total / count.clamp(min=1).unsqueeze(1)

@@ -27,6 +27,10 @@ KNOWN_KEYS = (
     "top1",
     "top5",
     "mAP",
+    "top1_verb",
+    "top5_verb",
+    "top1_noun",
+    "top5_noun",
     "val_top1",
     "best_val_top1",
     "top1_visual",
@@ -46,6 +50,12 @@ NAMES = {
     "top1_visual": "top-1 visual classes",
     "top1_audio": "top-1 audio classes",
     "top1_sync": "top-1 sync classes",
+    "top1_verb": "verb top-1",
+    "top5_verb": "verb top-5",
+    "top1_noun": "noun top-1",
+    "top5_noun": "noun top-5",
+    "top1_noun_visual": "noun top-1, seen nouns",
+    "top1_noun_audio": "noun top-1, heard nouns",
     "gflops": "GFLOPs",
     "params_m": "params (M)",
     "epochs": "epochs",
@@ -54,7 +64,7 @@ NAMES = {
 
 
 def is_accuracy(key: str) -> bool:
-    return key in ("top1", "top5", "mAP", "val_top1", "best_val_top1") or key.startswith(("top1_", "top5_"))
+    return key in ("top1", "top5", "mAP", "val_top1", "best_val_top1") or key.startswith(("top1_", "top5_", "mAP_"))
 
 
 def metric_name(key: str) -> str:
@@ -95,6 +105,28 @@ class ReportData:
     keys: list[str]  # result keys present, display order
     percent: dict[str, float] = field(default_factory=dict)  # key -> factor to display units
     dataset: str = ""
+    views: int = 0  # test views per video of the runs (eval.temporal_views x spatial_views); 0: unknown
+
+    @property
+    def paper_data(self) -> str:
+        """What the paper's numbers were measured on: the study's `paper_dataset`, else Kinetics-400."""
+        return self.spec.paper_dataset or "Kinetics-400"
+
+    @property
+    def paper_setup(self) -> str:
+        """The paper's setup behind its columns, for captions (the study's notes give the rest)."""
+        if self.spec.paper_dataset:
+            return self.spec.paper_dataset
+        return "Kinetics-400, R-50 4×16, GFLOPs at 256²"
+
+    def per_class_metric(self) -> str:
+        """What per_class.json holds per class ("top-1 accuracy", "average precision", ...)."""
+        for row in self.rows:
+            for run in row.runs:
+                pc = run.per_class()
+                if pc and isinstance(pc.get("metric"), str):
+                    return pc["metric"]
+        return "top-1 accuracy"
 
     @property
     def spec(self) -> StudySpec:
@@ -204,13 +236,15 @@ def gather(study_dir: str | Path) -> ReportData:
             f = percent.get(k, 1.0)
             stats[k] = Stat.of([x * f for x in record.values(v.name, k)])
         rows.append(Row(variant=v, stats=stats, runs=runs, n_planned=len(record.runs_of(v.name, state=None))))
-    dataset = ""
+    dataset, views = "", 0
     for r in record.runs:
         cfg = read_json(r.path / "config.json")
         if isinstance(cfg, dict):
             dataset = str(cfg.get("data", {}).get("dataset", ""))
+            ev = cfg.get("eval", {})
+            views = int(ev.get("temporal_views", 0) or 0) * int(ev.get("spatial_views", 0) or 0)
             break
-    return ReportData(record=record, rows=rows, keys=keys, percent=percent, dataset=dataset)
+    return ReportData(record=record, rows=rows, keys=keys, percent=percent, dataset=dataset, views=views)
 
 
 def dataset_text(data: ReportData) -> str:

@@ -82,16 +82,19 @@ class Evidence:
                                            self.groups, masks), MAP_BOOT
             except KeyError as e:
                 raise ReportError(e.args[0]) from None
-        if key == "mAP":
-            targets = runs[0][0].label
-            return st.mean_ap([np.stack([p.scores for p in r]) for r in runs], targets), MAP_BOOT
+        if key == "mAP" or (key.startswith("mAP_") and key[4:] in self.groups):
+            # mAP_<group>: the mean AP of the group's classes (multi-label: seen / heard activities)
+            cols = np.asarray(self.groups[key[4:]] if key != "mAP" else range(runs[0][0].label.shape[1]), dtype=int)
+            targets = runs[0][0].label[:, cols]
+            return st.mean_ap([np.stack([p.scores[:, cols] for p in r]) for r in runs], targets), MAP_BOOT
         per_clip = [[outcome(p, key) for p in r] for r in runs]
         if any(v is None for r in per_clip for v in r):
             raise ReportError(f"'{key}' is not a per-clip test metric of these runs' predictions ({self.kind}-label); "
-                              "statistics cover top1, top5, top1_<group>, top1_verb/noun and mAP")
+                              "statistics cover top1, top5, top1_<group>, top1_verb/noun, top1_noun_<group>, mAP "
+                              "and mAP_<group>")
         values = [np.stack(r) for r in per_clip]
         if key.startswith("top1_") and key[5:] in self.groups:
-            masks = group_mask(runs[0][0], self.groups[key[5:]])[None, :]
+            masks = group_mask(runs[0][0], self.groups[key[5:]], head=key[5:].split("_")[0])[None, :]
         return st.clipwise(values, masks), st.N_BOOT
 
     def compare(self, a: str, b: str, key: str, masks: np.ndarray | None = None) -> list[st.Comparison]:
@@ -163,12 +166,14 @@ def stats_keys(metric: str, keys: list[str], kind: str, groups: dict[str, Any]) 
             continue
         if kind == "single" and k.startswith("top1_") and k[5:] in groups:
             out.append(k)
-        elif kind == "verb_noun" and k in ("top1_verb", "top1_noun"):
+        elif kind == "verb_noun" and (k in ("top1_verb", "top1_noun") or k[5:] in groups):
+            out.append(k)
+        elif kind == "multi" and k.startswith("mAP_") and k[4:] in groups:
             out.append(k)
     if kind == "detection":
         return [metric] + [k for k in keys if k.startswith("mAP_") and k[4:] in groups and k != metric]
     if kind == "multi" and metric != "mAP":
-        out = [k for k in out if k in ("top1", "top5")] + (["mAP"] if "mAP" in keys else [])
+        out = [k for k in out if k in ("top1", "top5") or k.startswith("mAP_")] + (["mAP"] if "mAP" in keys else [])
     if kind != "multi" and metric == "mAP":
         out.remove("mAP")
     return out

@@ -95,7 +95,7 @@ def metric_figure(data: ReportData, out_dir: Path) -> Figure | None:
             for i, (r, v) in enumerate(paper):
                 ax2.plot(i, v, "o", color=colours[r.name], markersize=6)
             ax2.set_xticks(range(len(paper)), [r.label for r, _ in paper])
-            ax2.set_title("paper (Kinetics-400, one run)")
+            ax2.set_title(f"paper ({data.paper_data}, one run)")
             spans.append((min(v for _, v in paper), max(v for _, v in paper)))
         _same_scale(axes[0], spans)
         for a in axes[0]:
@@ -299,19 +299,24 @@ def per_class_figure(data: ReportData, out_dir: Path) -> tuple[Figure | None, di
 
 
 def _per_class_metric(data: ReportData) -> str:
-    """What per_class.json measures: "top-1", or detection's "AP" (frame AP at IoU 0.5)."""
-    return "AP" if data.evidence is not None and data.evidence.kind == "detection" else "top-1"
+    """What per_class.json measures: "top-1", "noun top-1" (EPIC), "AP" (multi-label; detection's
+    frame AP at IoU 0.5)."""
+    if data.evidence is not None and data.evidence.kind == "detection":
+        return "AP"
+    what = data.per_class_metric()
+    return "AP" if what == "average precision" else what.replace(" accuracy", "")
 
 
 def _gain_caption(data: ReportData, best: Row, why: str, recs: list[dict]) -> str:
     has_ci = not math.isnan(recs[0]["low"])
-    detection = _per_class_metric(data) == "AP"
-    what = "frame AP (IoU 0.5)" if detection else "top-1"
+    detection = data.evidence is not None and data.evidence.kind == "detection"
+    what = "frame AP (IoU 0.5)" if detection else _per_class_metric(data)
     drawn = ("test keyframes (n = the class's ground-truth boxes" if detection else
              "the class's test clips (n per class")
     return (f"Per-class test {what} of {data.named(best)} (the best audiovisual variant) minus {why}, sorted; "
             + (f"bars are 95 % paired bootstrap intervals over seeds and {drawn} in "
-               "the labels)" if has_ci else "means over seeds (no predictions.json: no intervals)")
+               "the labels)" if has_ci else "means over seeds (no per-class intervals: they need single-label or "
+               "detection predictions.json)")
             + "; colours are class groups.")
 
 

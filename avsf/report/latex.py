@@ -1,7 +1,7 @@
 """The one LaTeX escaper of avsf, the plain-text form of LaTeX math, and standalone documents.
 
 `tex_escape` turns plain text (Unicode) into LaTeX that pdflatex sets with the packages
-`PREAMBLE` loads (T1 fontenc, utf8 inputenc, textcomp, booktabs): LaTeX specials are escaped,
+`PREAMBLE` loads (T1 fontenc, utf8 inputenc, textcomp, booktabs, graphicx): LaTeX specials are escaped,
 Greek letters and mathematical symbols become math ("α" -> "$\\alpha$", "≥" -> "$\\geq$"),
 accented Latin letters become accent commands ("ï" -> "\\\"{\\i}"), so the fragment also works
 in a document without inputenc; nothing becomes "?". `plain` goes the other way for Markdown
@@ -18,6 +18,7 @@ PREAMBLE = (
     "\\usepackage[utf8]{inputenc}",
     "\\usepackage{textcomp}",
     "\\usepackage{booktabs}",
+    "\\usepackage{graphicx}",  # resizebox: tables wider than the text (EPIC's verb/noun/action columns)
 )
 """What a generated fragment needs; `standalone` loads exactly these."""
 
@@ -165,9 +166,12 @@ def standalone(body: str) -> str:
     return "\n".join(["\\documentclass{article}", *PREAMBLE, "\\begin{document}", body, "\\end{document}", ""])
 
 
-def table_float(caption: str, label: str, tabular: list[str], *, comment: str = "") -> list[str]:
+def table_float(caption: str, label: str, tabular: list[str], *, comment: str = "", fit_width: bool = False) -> list[str]:
     """A booktabs table float with the caption above the table and a gap below the caption (in
-    LaTeX's standard classes a top caption sits on the top rule otherwise)."""
+    LaTeX's standard classes a top caption sits on the top rule otherwise); `fit_width` scales a
+    table with many columns down to the text width."""
+    if fit_width:
+        tabular = ["\\resizebox{\\linewidth}{!}{%", *tabular, "}"]
     lines = [f"% {line}" for line in comment.splitlines()] if comment else []
     return [
         *lines,

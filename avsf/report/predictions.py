@@ -152,7 +152,7 @@ def outcome(pred: Predictions, key: str) -> np.ndarray | None:
         if key in ("top1", "top5"):
             return M.action_topk_correct(t(pred.verb_scores), t(pred.noun_scores), t(pred.verb), t(pred.noun),
                                          k).numpy().astype(float)
-        head = key.split("_", 1)[1] if "_" in key else ""
+        head = key.split("_")[1] if "_" in key else ""  # top1_noun and its groups (top1_noun_audio)
         if head in ("verb", "noun"):
             return _topk(getattr(pred, f"{head}_scores"), getattr(pred, head), k).astype(float)
         return None
@@ -165,11 +165,13 @@ def outcome(pred: Predictions, key: str) -> np.ndarray | None:
     return None
 
 
-def group_mask(pred: Predictions, members: list[Any]) -> np.ndarray:
-    """(N,) 1 for the clips whose label is one of a group's classes (indices or class names)."""
+def group_mask(pred: Predictions, members: list[Any], head: str = "") -> np.ndarray:
+    """(N,) 1 for the clips whose label is one of a group's classes (indices or class names);
+    verb-noun predictions: whose verb or noun (`head`, the group name's first word) is."""
     idx = [m if isinstance(m, int) else pred.classes.index(m) for m in members
            if isinstance(m, int) or m in pred.classes]
-    return np.isin(pred.label, idx).astype(float)
+    labels = getattr(pred, head) if pred.kind == "verb_noun" and head in ("verb", "noun") else pred.label
+    return np.isin(labels, idx).astype(float)
 
 
 def confusion(pred: Predictions) -> np.ndarray | None:

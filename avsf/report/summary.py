@@ -98,7 +98,7 @@ def _paper_line(data: ReportData, ranked: list[Row]) -> str | None:
     if pw is None:
         return None
     w = ranked[0]
-    s = (f"In the paper ({paper_ref(data.spec.paper_table)}, Kinetics-400) **{data.named(data.row(pw.name))}** is best "
+    s = (f"In the paper ({paper_ref(data.spec.paper_table)}, {data.paper_data}) **{data.named(data.row(pw.name))}** is best "
          f"with {pw.paper[key]:.1f}" + ("; ours agrees." if pw.name == w.name else f"; ours ranks {data.named(w)} first."))
     both = [r for r in ranked if key in r.variant.paper]
     tau = _kendall_tau([r.mean(key) for r in both], [r.variant.paper[key] for r in both])
@@ -305,8 +305,9 @@ def write_summary(data: ReportData, out_dir: Path, figures: list[Figure], gain: 
     lines += ["## Table", "", "Ours: mean ± standard deviation over seeds, from result.json.", "", markdown_table(data), ""]
     if spec.notes:
         lines += [f"*{spec.notes}*", ""]
-    lines += ["Paper columns: the paper's Kinetics-400 numbers for the same row (R-50 4×16; GFLOPs at 256² input). "
-              "Ours: GFLOPs counted by the code for one clip at this scale's input size.", ""]
+    lines += [f"Paper columns: the paper's numbers for the same row ({data.paper_setup}). "
+              "Ours: GFLOPs counted by the code for one clip at this scale's input size"
+              + (f", times the {data.views} test views per video." if data.spec.paper_views and data.views else "."), ""]
     gt = group_table(data) if data.evidence is None else None
     if gt:
         lines += ["### Accuracy per class group", "", "The synthetic benchmark's classes are told apart by what they "

@@ -28,10 +28,16 @@ def paper_ref(table: str) -> str:
     return table
 
 
+# accuracy columns in table order; EPIC's verb and noun heads follow the action's top1/top5 (Table 2)
+TABLE_KEYS = ("top1", "top5", "mAP", "top1_verb", "top5_verb", "top1_noun", "top5_noun")
+HEADS = {"top1": "top-1", "top5": "top-5", "mAP": "mAP", "gflops": "GFLOPs", "top1_verb": "verb top-1",
+         "top5_verb": "verb top-5", "top1_noun": "noun top-1", "top5_noun": "noun top-5"}
+
+
 def our_columns(data: ReportData) -> list[str]:
-    """Accuracy columns shown for our runs: the metric first, then top-5 / mAP if measured."""
+    """Accuracy columns shown for our runs: the metric first, then top-5 / mAP / verb / noun if measured."""
     cols = [data.metric]
-    for k in ("top1", "top5", "mAP"):
+    for k in TABLE_KEYS:
         if k in data.keys and k not in cols and any(r.stats[k].n for r in data.rows):
             cols.append(k)
     return cols
@@ -39,10 +45,34 @@ def our_columns(data: ReportData) -> list[str]:
 
 def paper_columns(data: ReportData) -> list[str]:
     cols = []
-    for k in ("top1", "top5", "mAP", "gflops"):
+    for k in (*TABLE_KEYS, "gflops"):
         if any(k in v.paper for v in data.spec.variants):
             cols.append(k)
     return cols
+
+
+def heads(data: ReportData) -> dict[str, str]:
+    """Column names; with EPIC's verb and noun columns, top-1/top-5 are named the action's."""
+    if any(k.endswith(("_verb", "_noun")) for k in (*our_columns(data), *paper_columns(data))):
+        return {**HEADS, "top1": "action top-1", "top5": "action top-5", "gflops": gflops_head(data)}
+    return {**HEADS, "gflops": gflops_head(data)}
+
+
+def gflops_head(data: ReportData) -> str:
+    return "GFLOPs × views" if data.spec.paper_views else "GFLOPs"
+
+
+def gflops_cell(data: ReportData, gflops: float | None, *, paper: bool = False) -> str:
+    """GFLOPs of one view, "× views" where the study's paper table gives its cost so (Tables 3, 4):
+    the paper's with its views, ours with the runs' test views (eval.temporal_views x spatial_views)."""
+    if paper:
+        text = "–" if gflops is None else f"{gflops:g}"
+    else:
+        text = fmt_gflops(gflops)
+    views = data.spec.paper_views if paper else data.views
+    if data.spec.paper_views and gflops is not None and views:
+        text += f" × {views}"
+    return text
 
 
 def _row_label_tex(row: Row) -> str:
@@ -76,8 +106,10 @@ def latex_table(data: ReportData) -> str:
     n_ours = len(ours) + has_ci + has_gflops
     best = {k: _best(data, k) for k in ours}
 
+    names = heads(data)
+
     def head(k: str) -> str:
-        return {"top1": "top-1", "top5": "top-5", "mAP": "mAP", "gflops": "GFLOPs"}.get(k, tex_escape(metric_name(k)))
+        return tex_escape(names[k]) if k in names else tex_escape(metric_name(k))
 
     caption = (
         f"{tex_escape(spec.title)} ({tex_escape(paper_ref(spec.paper_table))}). "
@@ -85,17 +117,17 @@ def latex_table(data: ReportData) -> str:
         f"mean $\\pm$ std over {tex_escape(data.seeds_text())}"
         + (f"; 95\\% CI of {head(data.metric)}: paired hierarchical bootstrap over seeds and test clips" if has_ci else "")
         + "; accuracy in \\%, GFLOPs counted on one clip at the run's input size. "
-        "Paper: Kinetics-400, R-50 4$\\times$16, GFLOPs at 256$^2$."
+        f"Paper: {tex_escape(data.paper_setup)}."
     )
     if spec.notes:
         caption += " " + tex_escape(spec.notes)
     groups = [f"\\multicolumn{{{n_ours}}}{{c}}{{ours}}"]
     rules = [f"\\cmidrule(lr){{2-{1 + n_ours}}}"]
     if paper:
-        groups.append(f"\\multicolumn{{{len(paper)}}}{{c}}{{paper (Kinetics-400)}}")
+        groups.append(f"\\multicolumn{{{len(paper)}}}{{c}}{{paper ({tex_escape(data.paper_data)})}}")
         rules.append(f"\\cmidrule(lr){{{2 + n_ours}-{1 + n_ours + len(paper)}}}")
     cols = ([head(data.metric)] + (["95\\% CI"] if has_ci else []) + [head(k) for k in ours[1:]]
-            + (["GFLOPs"] if has_gflops else []) + [head(k) for k in paper])
+            + ([head("gflops")] if has_gflops else []) + [head(k) for k in paper])
 
     def body(row: Row) -> str:
         cells = [_row_label_tex(row)]
@@ -106,8 +138,9 @@ def latex_table(data: ReportData) -> str:
                 iv = ev.variants[row.name].interval.get(k)
                 cells.append(f"[{iv.low * 100:.1f}, {iv.high * 100:.1f}]" if iv else "--")
         if has_gflops:
-            cells.append(fmt_gflops(row.mean("gflops")).replace("–", "--"))
-        cells += [f"{row.variant.paper[k]:.1f}" if k in row.variant.paper else "--" for k in paper]
+            cells.append(tex_escape(gflops_cell(data, row.mean("gflops"))).replace("–", "--"))
+        cells += [tex_escape(gflops_cell(data, row.variant.paper.get(k), paper=True)) if k == "gflops"
+                  else f"{row.variant.paper[k]:.1f}" if k in row.variant.paper else "--" for k in paper]
         return " & ".join(cells) + " \\\\"
 
     main, ref = _ordered(data)
@@ -117,7 +150,9 @@ def latex_table(data: ReportData) -> str:
                *map(body, main), *(["\\midrule", *map(body, ref)] if ref else []), "\\bottomrule", "\\end{tabular}"]
     comment = ("Generated by `avsf report` from runs/ alone; do not edit by hand.\n"
                f"Produced by {describe(code_provenance())}.")
-    return "\n".join(table_float(caption, f"tab:{tex_label(spec.name)}", tabular, comment=comment))
+    # more than 9 numbers a row (EPIC: three heads, ours and the paper's) do not fit a text width
+    return "\n".join(table_float(caption, f"tab:{tex_label(spec.name)}", tabular, comment=comment,
+                                  fit_width=n_ours + len(paper) > 9))
 
 
 def csv_rows(data: ReportData) -> tuple[list[str], list[list]]:
@@ -199,11 +234,11 @@ def markdown_table(data: ReportData) -> str:
     ours = our_columns(data)
     has_gflops = "gflops" in data.keys
     paper = paper_columns(data)
-    names = {"top1": "top-1", "top5": "top-5", "mAP": "mAP", "gflops": "GFLOPs"}
+    names = heads(data)
     head = [plain(data.spec.row_header) or "variant"]
     head += [f"{names.get(k, metric_name(k))} (ours)" for k in ours]
     if has_gflops:
-        head.append("GFLOPs (ours)")
+        head.append(f"{names['gflops']} (ours)")
     head += [f"{names.get(k, k)} (paper)" for k in paper]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
     best = {k: _best(data, k) for k in ours}
@@ -214,10 +249,10 @@ def markdown_table(data: ReportData) -> str:
             c = fmt(r.stats.get(k))
             cells.append(f"**{c}**" if best.get(k) == r.name else c)
         if has_gflops:
-            cells.append(fmt_gflops(r.mean("gflops")))
+            cells.append(gflops_cell(data, r.mean("gflops")))
         for k in paper:
             v = r.variant.paper.get(k)
-            cells.append(f"{v:.1f}" if v is not None else "–")
+            cells.append(gflops_cell(data, v, paper=True) if k == "gflops" else f"{v:.1f}" if v is not None else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

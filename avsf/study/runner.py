@@ -28,7 +28,7 @@ from typing import Any
 
 from avsf.io import atomic_write_json
 from avsf.run import FAILED_FILE, RunDir, read_json
-from avsf.study.spec import StudySpec
+from avsf.study.spec import StudyError, StudySpec
 from avsf.study.store import STUDY_FILE, run_dir
 
 TrainFn = Callable[..., dict]
@@ -84,6 +84,23 @@ def _say(msg: str) -> None:
     """One write per line: the lines of workers sharing a terminal or a pipe never interleave."""
     sys.stdout.write(msg + "\n")
     sys.stdout.flush()
+
+
+def check_prepared_data(spec: StudySpec, plan: list[PlannedRun]) -> None:
+    """Every prepared folder the planned runs read holds a manifest, checked before anything is
+    written: a missing dataset is one error naming it and the study's `data_prepare` command,
+    not a failed run per variant. Generated sets (`data.dataset = "synth"`, ...) need nothing."""
+    from avsf.config import ConfigError
+    from avsf.data import BUILTIN_SETS, prepared_root
+
+    for dataset in dict.fromkeys(p.cfg.data.dataset for p in plan):
+        if dataset in BUILTIN_SETS:
+            continue
+        try:
+            prepared_root(dataset)
+        except ConfigError as e:
+            how = f"; prepare it first: {spec.data_prepare}" if spec.data_prepare else ""
+            raise StudyError(f"{spec.source or spec.name}: {e}{how}") from None
 
 
 def _show(metric: str, v: float | None) -> str:
@@ -200,6 +217,7 @@ def run_study(
     train_fn = train_fn or _default_train()
 
     plan = plan_study(spec, out_dir, scale=scale, seeds=seeds, overrides=overrides, variants=variants)
+    check_prepared_data(spec, plan)
     # Refuse to mix setups in one folder before anything runs: the trainer's own "same run"
     # rule (avsf.run.RunDir.config_for), so what passes here passes there.
     for p in plan:

@@ -12,6 +12,10 @@ A study file (``studies/<name>.toml``) reads::
     default_scale = "small"         # optional (default "small")
     hypothesis = "..."              # optional: what the study expects to find, in one sentence
     mechanism = "..."               # optional: why it should (the paper's explanation)
+    paper_dataset = "Charades"      # optional: what the paper's numbers were measured on (default Kinetics-400)
+    paper_views = 30                # optional: the paper's cost column is GFLOPs x views (Tables 3, 4; 0: none)
+    data_prepare = "avsf data prepare ..."  # optional: how to make the prepared folder data.dataset
+                                    # names; `avsf study run` checks it exists before the first run
 
     [base]                          # config keys applied on top of the scale's sizes
     model.pathways = "avslowfast"
@@ -63,14 +67,23 @@ RESULT_METRICS = (
     "top1_visual",
     "top1_audio",
     "top1_sync",
-    "mAP_visual",  # detection: the frame mAP of a class group (avsf.eval.detection)
+    # verb-noun data (EPIC; top1/top5 are the action's) and the noun groups of synth-epic
+    "top1_verb",
+    "top5_verb",
+    "top1_noun",
+    "top5_noun",
+    "top1_noun_visual",
+    "top1_noun_audio",
+    # mAP over a class group: multi-label classification (synth-charades) and detection
+    # (avsf.eval.detection's frame mAP)
+    "mAP_visual",
     "mAP_audio",
     "mAP_sync",
 )
 """Numbers in result.json a study may rank variants by (`metric`)."""
 
 _TOP_KEYS = COMMON_KEYS | {"paper_table", "metric", "row_header", "notes", "variant", "hypothesis", "mechanism",
-                           "claim"}
+                           "claim", "paper_views", "data_prepare", "paper_dataset"}
 _VARIANT_KEYS = {"name", "label", "latex", "row", "set", "paper", "reference", "baseline"}
 _CLAIM_KEYS = {"text", "better", "worse", "metric"}
 
@@ -128,6 +141,9 @@ class StudySpec(TomlSpec):
     hypothesis: str = ""
     mechanism: str = ""
     claims: list[Claim] = field(default_factory=list)
+    paper_views: int = 0  # > 0: the paper's GFLOPs are per view of this many (report: GFLOPs x views)
+    paper_dataset: str = ""  # what the paper's numbers were measured on ("": Kinetics-400, R-50 4x16)
+    data_prepare: str = ""  # the command that prepares the folder data.dataset names
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -205,6 +221,9 @@ class StudySpec(TomlSpec):
             "hypothesis": self.hypothesis,
             "mechanism": self.mechanism,
             "claims": [c.to_dict() for c in self.claims],
+            "paper_views": self.paper_views,
+            "paper_dataset": self.paper_dataset,
+            "data_prepare": self.data_prepare,
             "variants": [v.to_dict() for v in self.variants],
             "scales": {k: {"seeds": s.seeds, "set": dict(s.set)} for k, s in self.scales.items()},
             "source": self.source,
@@ -238,6 +257,9 @@ def study_from_dict(tree: dict[str, Any], *, source: str = "<study>") -> StudySp
         hypothesis=r.string(tree, "hypothesis"),
         mechanism=r.string(tree, "mechanism"),
         claims=_claims(tree, r, metric, [v.name for v in variants]),
+        paper_views=r.number(tree, "paper_views", default=0, integer=True, low=0),
+        data_prepare=r.string(tree, "data_prepare"),
+        paper_dataset=r.string(tree, "paper_dataset"),
         paper_table=r.string(tree, "paper_table"),
         metric=metric,
         row_header=r.string(tree, "row_header"),

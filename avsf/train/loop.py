@@ -49,6 +49,10 @@ HEAD_KEYS = ("head.*", "*.head.*")
 another class count there; they keep their fresh initialisation."""
 
 
+FALLBACK_KEYS = ("cpu_fallback_clips", "pyav_fallback_clips")
+"""Training clips a loader decoded on the CPU (DALI) or with PyAV because the GPU decoder could
+not take them (too small for NVDEC, a codec it lacks): counted per epoch and per run."""
+
 SYNC_EVERY = 20
 """Steps between the host's reads of the running loss (progress bar, divergence check)."""
 
@@ -325,9 +329,7 @@ class _Trainer:
         loader, iters = self._loader(epoch)
         sums = EpochSums(self.device, self.state["epoch_stats"] if skip else None, aux=tuple(a.name for a in self.aux))
         set_train_mode(self.net, self.cfg)
-        it = iter(loader)
-        for _ in range(skip):  # the loader position of a mid-epoch checkpoint
-            next(it)
+        it = iter(loader.iter_from(skip))  # from a mid-epoch checkpoint's position, skipped batches undecoded
         if skip:
             C.set_rng_state(self._mine(resumed["rng"]))
         epochs = self.cfg.train.epochs
@@ -414,9 +416,12 @@ class _Trainer:
         """The epoch's metrics.jsonl train row (all processes' clips); too many broken clips stop the run."""
         cfg = self.cfg
         failed = float(getattr(loader, "failed", 0))
+        # clips the GPU decoder could not take, decoded on the CPU instead (avsf.data.decode_route)
+        moved = [float(getattr(loader, k, 0)) for k in FALLBACK_KEYS]
         names = [a.name for a in self.aux]
-        loss_sum, correct, count, failed, *aux_sums = D.all_reduce_sum(
-            [stats["loss"], stats["correct"], stats["count"], failed, *(stats[n] for n in names)], self.info)
+        loss_sum, correct, count, failed, *rest = D.all_reduce_sum(
+            [stats["loss"], stats["correct"], stats["count"], failed, *moved, *(stats[n] for n in names)], self.info)
+        moved, aux_sums = rest[:len(FALLBACK_KEYS)], rest[len(FALLBACK_KEYS):]
         seen = count + failed
         if seen and failed / seen > cfg.data.max_failure_share:
             raise TooManyFailedClips(
@@ -431,6 +436,9 @@ class _Trainer:
             "train_error": 1.0 - correct / max(count, 1), "lr": lr, "clips": int(count),
             "failed_clips": int(failed),
         }
+        for key, n in zip(FALLBACK_KEYS, moved):
+            row[key] = int(n)
+            self.state[key] = self.state.get(key, 0) + int(n)
         for name, total in zip(names, aux_sums):
             row[f"{name}_loss"] = total / max(count, 1)
         return row
@@ -444,7 +452,8 @@ class _Trainer:
         loader = self.f.loader(cfg, split, mode, shard_id=self.info.rank, num_shards=self.info.world)
         return I.evaluate_split(self.model, loader, self.info, dataset=self.dataset, split=split,
                                 precision=self.cfg.train.precision, channels_last=self.channels_last,
-                                spatial_views=cfg.eval.spatial_views, progress=self.progress and self.tty, desc=desc)
+                                spatial_views=cfg.eval.spatial_views, video_pool=cfg.eval.video_pool,
+                                progress=self.progress and self.tty, desc=desc)
 
     def validate(self, epoch: int, iters: int) -> dict[str, Any] | None:
         """Single-view validation (the loader's test mode, 1x1) when it is due, else None."""
@@ -532,6 +541,7 @@ class _Trainer:
             "train_time_s": state["train_time_s"],
             "test_time_s": time.perf_counter() - t0,
             "failed_clips": state["failed_clips"],
+            **{k: state.get(k, 0) for k in FALLBACK_KEYS},
             "num_classes": cfg.model.num_classes,
         })
         try:
