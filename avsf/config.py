@@ -46,6 +46,7 @@ LOADERS = ("auto", "dali", "reference")
 DECODE_DEVICES = ("auto", "cpu", "gpu")
 PRECISIONS = ("auto", "fp32", "bf16")
 LR_POLICIES = ("cosine", "steps")
+FREEZE = ("none", "all-but-head")
 VIDEO_POOLS = ("auto", "mean", "max")
 
 
@@ -59,6 +60,15 @@ def fusion_names() -> tuple[str, ...]:
     from avsf.model.fusions import registered_fusions
 
     return registered_fusions()
+
+
+def objective_names() -> tuple[str, ...]:
+    """The allowed `train.objective` values: "task" (the objective of `model.head`) and every
+    objective registered in avsf.train.objectives, read lazily (importing the trainer loads torch,
+    so validation asks only when a config names another objective than "task")."""
+    from avsf.train.objectives import OBJECTIVES
+
+    return ("task", *OBJECTIVES)
 
 
 def synth_scale_names() -> tuple[str, ...]:
@@ -354,6 +364,9 @@ class DataConfig:
     box_jitter: float = 0.05
     fold: int = 0  # UCF101/HMDB51-style datasets: which official fold (1-3) names the splits; 0: the split column
     label_free: bool = False  # self-supervised pretraining: the manifest's labels are never read
+    # Labelled subset for downstream training (SSL probes): keep this fraction of each class's
+    # clips of the train split, chosen by train.seed (avsf.data.subset); 1 keeps them all.
+    label_fraction: float = 1.0
 
     def validate(self) -> None:
         """Every `data.*` rule that needs no dataset (see `validate_for_dataset` for the rest)."""
@@ -377,6 +390,7 @@ class DataConfig:
         c.number("max_failure_share", 0, 1)
         c.number("box_jitter", 0, 0.5, why=" (a share of the box's size)")
         c.one_of("fold", (0, 1, 2, 3))  # the dataset's folds are checked in avsf.data.dataset_info
+        c.number("label_fraction", 0, 1, low_open=True, why=" (the share of each class's training clips kept)")
 
 
 @dataclass
@@ -413,18 +427,29 @@ class TrainConfig:
     min_epochs: int = 1
     tensorboard: bool = False  # also write the per-epoch scalars to <run>/tb (torch.utils.tensorboard)
     compile: bool = False  # regional torch.compile of the model (avsf.model.compile_model); opt-in
+    # What the run learns from (docs/ssl.md): "task" = the head's objective on the labels
+    # (model.head); "pretext" = label-free pretraining on the auxiliary losses alone (AVS, ROT),
+    # labels never read; any other objective registered in avsf.train.objectives.
+    objective: str = "task"
+    rot_weight: float = 0.0  # ROT pretext loss (Sec. 6): four-way rotation CE on model.rot_head's logits
+    # none: every layer trains; all-but-head: the linear protocol (A.1): only the classifier
+    # (head.*) trains, every other layer frozen, BatchNorm statistics included
+    freeze: str = "none"
 
     def validate(self) -> None:
         c = _Check(self, "train")
         c.types()
         c.one_of("precision", PRECISIONS)
         c.one_of("lr_policy", LR_POLICIES)
+        c.one_of("freeze", FREEZE)
+        if self.objective != "task":  # the registry is read only for another objective
+            c.one_of("objective", objective_names())
         for name in ("epochs", "batch_size", "eval_every_epochs"):
             c.number(name, 1)
         for name in ("seed", "checkpoint_every_steps", "max_train_clips", "num_threads"):
             c.number(name, 0)
         c.number("base_lr", 0, low_open=True)
-        for name in ("warmup_epochs", "warmup_start_lr", "weight_decay", "weight_decay_bn", "avs_weight"):
+        for name in ("warmup_epochs", "warmup_start_lr", "weight_decay", "weight_decay_bn", "avs_weight", "rot_weight"):
             c.number(name, 0)
         c.number("momentum", 0, 1, high_open=True)
         c.number("avs_hard_start", 0, 1)
@@ -492,6 +517,31 @@ class Config:
         self.data.validate()
         self.train.validate()
         self.eval.validate()
+        self._validate_protocol()
+
+    def _validate_protocol(self) -> None:
+        """Cross-field rules of pretraining and its downstream protocols (docs/ssl.md); a named
+        objective adds its own (`Objective.check`)."""
+        t, c, d = self.train, _Check(self.train, "train"), _Check(self.data, "data")
+        c.need(t.rot_weight == 0 or self.model.rot_head, "rot_weight",
+               "the ROT loss needs the rotation head: set model.rot_head = true, or train.rot_weight = 0")
+        if t.objective == "task":  # data.label_free with it: the trainer refuses (data tools may read so)
+            return
+        from avsf.train.objectives import OBJECTIVES
+
+        objective = OBJECTIVES[t.objective]
+        if not objective.reads_labels:
+            c.need(t.freeze == "none", "freeze",
+                   f"train.objective = {t.objective!r} learns without labels, so a run that trains only the "
+                   "classifier would learn nothing: use 'none' ('all-but-head', the linear protocol, is for the "
+                   "labelled run that follows)")
+            d.need(self.data.label_free, "label_free",
+                   f"train.objective = {t.objective!r} reads no labels: set data.label_free = true, so that the data "
+                   "never reads them either (a dataset without valid labels then works)")
+            d.need(self.data.label_fraction == 1, "label_fraction",
+                   f"train.objective = {t.objective!r} reads no labels, so there is no labelled subset to keep: use 1")
+        if objective.check is not None:
+            objective.check(self)
 
 
 # Scales change sizes only. `paper` is the dataclass defaults (the authors' recipe), with the

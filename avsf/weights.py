@@ -82,7 +82,16 @@ def read_state_dict(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any]
     """(state dict, name of the source) from a run folder, a checkpoint file or a loaded dict."""
     if isinstance(source, dict):
         return find_state_dict(source, "the given state dict"), "the given state dict"
-    p = Path(source)
+    p = checkpoint_file(source)
+    return find_state_dict(load_torch_file(p), str(p)), str(p)
+
+
+def checkpoint_file(source: str | Path) -> Path:
+    """The file a weights source names: a run folder's checkpoints/last.pt, or the file itself;
+    an error naming it when there is none (nothing is read)."""
+    from avsf.io import UnreadableFile
+
+    p = Path(source).expanduser()
     if p.is_dir():
         from avsf.run import RunDir
 
@@ -90,7 +99,9 @@ def read_state_dict(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any]
         if not p.is_file():
             raise WeightsError(f"{source} holds no checkpoint ({p} is missing); give a finished run folder or a "
                                f"checkpoint file")
-    return find_state_dict(load_torch_file(p), str(p)), str(p)
+    elif not p.is_file():
+        raise UnreadableFile(f"{p} does not exist (give a run folder or a checkpoint file)")
+    return p
 
 
 # ----------------------------------------------------------------------------- loading
@@ -101,16 +112,20 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)  # model tensors the source lacks: keep their init
     unexpected: list[str] = field(default_factory=list)  # source tensors the model lacks: ignored
     new_heads: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (key, source, model shape)
+    fresh: list[str] = field(default_factory=list)  # in the source, left out on request (`fresh` patterns)
+    fresh_reason: str = ""
     key_map: str = "avsf"  # the names the source used (a KEY_MAPS name; "custom" for a callable)
 
     def __str__(self) -> str:
-        total = len(self.loaded) + len(self.missing) + len(self.new_heads)
+        total = len(self.loaded) + len(self.missing) + len(self.new_heads) + len(self.fresh)
         layout = f" ({self.key_map} names)" if self.key_map != "avsf" else ""
         lines = [f"weights from {self.source}{layout}: {len(self.loaded)} of {total} model tensors loaded, "
                  f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
-                 f"{len(self.new_heads)} new head tensors (shape differs; freshly initialised)"]
+                 f"{len(self.new_heads)} new head tensors (shape differs; freshly initialised)"
+                 + (f", {len(self.fresh)} kept fresh ({self.fresh_reason or 'asked'})" if self.fresh else "")]
         for what, keys in (("missing", self.missing), ("unexpected", self.unexpected),
-                           ("new head", [f"{k} {list(a)} -> {list(b)}" for k, a, b in self.new_heads])):
+                           ("new head", [f"{k} {list(a)} -> {list(b)}" for k, a, b in self.new_heads]),
+                           ("kept fresh", self.fresh)):
             if keys:
                 lines.append(f"  {what}: " + ", ".join(keys[:10]) + (f" ... (+{len(keys) - 10})" if len(keys) > 10 else ""))
         return "\n".join(lines)
@@ -131,24 +146,29 @@ def _resolve_map(key_map: str | KeyMap | None, state: dict[str, Any]) -> tuple[s
 
 
 def load_weights(model: Any, source: str | Path | dict[str, Any], *, strict_shapes: bool = True,
-                 new_heads: Iterable[str] = (), key_map: str | KeyMap | None = None) -> LoadReport:
+                 new_heads: Iterable[str] = (), key_map: str | KeyMap | None = None, fresh: Iterable[str] = (),
+                 fresh_reason: str = "") -> LoadReport:
     """Copy the tensors of `source` whose names (after `key_map`) and shapes match into `model`.
 
     A tensor whose shape differs is an error naming it, unless its name matches one of the
     `new_heads` patterns (fnmatch, e.g. "head.*": a classifier for another class count), which
     then keeps its fresh initialisation; with `strict_shapes=False` every such tensor does.
-    Nothing matching at all is an error. Returns the report (print it).
+    Tensors matching a `fresh` pattern are never loaded (e.g. the classifier of a linear probe,
+    which trains a new one; `fresh_reason` says why in the report). Nothing matching at all is
+    an error. Returns the report (print it).
     """
     state, name = read_state_dict(source)
     map_name, mapping = _resolve_map(key_map, state)
     state = mapping(state)
-    heads = tuple(new_heads)
+    heads, keep_fresh = tuple(new_heads), tuple(fresh)
     own = model.state_dict()
-    report = LoadReport(source=name, key_map=map_name)
+    report = LoadReport(source=name, fresh_reason=fresh_reason, key_map=map_name)
     keep = {}
     for k, v in state.items():
         if k not in own:
             report.unexpected.append(k)
+        elif any(fnmatch.fnmatchcase(k, f) for f in keep_fresh):
+            report.fresh.append(k)
         elif tuple(v.shape) != tuple(own[k].shape):
             if not strict_shapes or any(fnmatch.fnmatchcase(k, h) for h in heads):
                 report.new_heads.append((k, tuple(v.shape), tuple(own[k].shape)))

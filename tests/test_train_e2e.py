@@ -95,27 +95,6 @@ def test_sigkill_and_resume_gives_the_same_result(tmp_path):
     assert _metric_lines(tmp_path / "b") == _metric_lines(tmp_path / "a")
 
 
-def _kill_at_a_mid_epoch_checkpoint(proc, run, timeout=240):
-    """SIGKILL `proc` at a checkpoint boundary observed from outside: freeze it (SIGSTOP) whenever
-    its checkpoint changes, read the checkpoint, and kill it when that one is mid-epoch (else let
-    it go on). Returns the state of the checkpoint it was killed at."""
-    from avsf.run import RunDir
-
-    ckpt, seen, deadline = run / "checkpoints" / "last.pt", None, time.time() + timeout
-    while proc.poll() is None and time.time() < deadline:
-        if ckpt.exists() and ckpt.stat().st_mtime_ns != seen:
-            proc.send_signal(signal.SIGSTOP)
-            seen = ckpt.stat().st_mtime_ns
-            state = RunDir(run).load_checkpoint()["state"]
-            if state["batch"] > 0:
-                proc.kill()
-                proc.communicate(timeout=60)
-                return state
-            proc.send_signal(signal.SIGCONT)
-        time.sleep(0.005)
-    raise AssertionError(f"no mid-epoch checkpoint seen (exit {proc.poll()}): {proc.communicate()[1][-2000:]}")
-
-
 @pytest.mark.slow
 def test_kill_at_a_mid_epoch_checkpoint_then_resume_gives_the_same_result(tmp_path):
     """The twin of the test above at a chosen kind of boundary: killed right after a mid-epoch
@@ -125,7 +104,7 @@ def test_kill_at_a_mid_epoch_checkpoint_then_resume_gives_the_same_result(tmp_pa
                          stderr=subprocess.PIPE, text=True)
     b = subprocess.Popen(_train_cmd(tmp_path / "b", *sets), env=_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    st = _kill_at_a_mid_epoch_checkpoint(b, tmp_path / "b")
+    st = F.kill_at_a_mid_epoch_checkpoint(b, tmp_path / "b")
     assert b.returncode == -signal.SIGKILL and st["batch"] > 0 and st["step"] % 2 == 0
     assert not (tmp_path / "b" / "result.json").exists()
     out, err = a.communicate(timeout=300)

@@ -25,11 +25,7 @@ def train(cfg, out, *, factories=F.TOYS, **kw):
     return _train(cfg, out, progress=False, factories=factories, **kw)
 
 
-def _cli(argv, factories=F.TOYS):
-    from avsf.cli import build_parser
-
-    args = build_parser().parse_args(argv)
-    return args.func(args, factories=factories)
+_cli = F.cli
 
 
 def _files(path):

@@ -176,11 +176,7 @@ def test_bf16_without_cuda_runs_fp32(tmp_path):
     assert 0.0 <= r["top1"] <= 1.0
 
 
-def _cli(argv, factories):
-    from avsf.cli import build_parser
-
-    args = build_parser().parse_args(argv)
-    return args.func(args, factories=factories)
+_cli = F.cli
 
 
 def test_cli_reports_the_data_packages_too_many_failed_clips(tmp_path, capsys):

@@ -12,7 +12,8 @@ from typing import Any
 from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option
 
 ACCURACY_PREFIXES = ("top1", "top5", "mAP", "val_top1", "best_val_top1")
-"""result / eval keys that are accuracies: fractions in JSON, percent for people."""
+"""result / eval keys that are accuracies: fractions in JSON, percent for people (and any key
+ending in `_top1`: a pretraining run's `pretext_top1`, `rot_top1`, `avs_top1`)."""
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:
@@ -23,7 +24,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         v = metrics[k]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
-        if k.startswith(ACCURACY_PREFIXES):
+        if k.startswith(ACCURACY_PREFIXES) or k.endswith("_top1"):
             acc.append(f"{k} {100 * v:.1f}%")
         else:
             other.append(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}")
@@ -58,6 +59,11 @@ def register(sub) -> None:
                    help="resume RUN_DIR's unfinished run from its last checkpoint with an optimisation key changed "
                         "(e.g. train.base_lr=0.01 after a divergence; recorded in config.json; repeatable); the "
                         "config is RUN_DIR's own, so no --variant/--config/--set")
+    p.add_argument("--init", metavar="RUN_DIR_OR_CHECKPOINT",
+                   help="start from these weights (same as --set train.init_from=...): a run folder (its "
+                        "checkpoints/last.pt) or a checkpoint file; tensors load by name, the report says what was "
+                        "loaded, what is new (heads) and what was skipped; a shape mismatch is an error naming the "
+                        "tensor. With --set train.freeze=all-but-head: the linear protocol (docs/ssl.md)")
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard scalars into RUN_DIR/tb (same as --set train.tensorboard=true)")
     p.add_argument("--json", action="store_true", help="print result.json (fractions) instead of percent lines")
@@ -71,10 +77,12 @@ def _config(args: argparse.Namespace):
     from avsf.train import resolve_config
 
     sets = list(args.sets) + (["train.tensorboard=true"] if args.tensorboard else [])
+    if args.init:  # a TOML string, so that no path reads as a number or a boolean
+        sets.append(f"train.init_from={json.dumps(args.init)}")
     if args.resume_with:
         if args.variant or args.config or sets:
             raise ConfigError("--resume-with resumes RUN_DIR with its own config.json: drop --variant, --config, "
-                              "--set and --tensorboard")
+                              "--set, --init and --tensorboard")
         return RunDir(args.out).load_config()
     if not (args.variant or args.config):
         raise ConfigError("give --variant NAME or --config FILE (or --resume-with to continue RUN_DIR)")

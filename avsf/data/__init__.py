@@ -259,6 +259,10 @@ class AVLoader:
         self.label_free = cfg.data.label_free
         self.rows = rows if rows is not None else load_rows(self.info.root, split, fold=cfg.data.fold,
                                                              label_free=self.label_free)
+        if split == "train" and cfg.data.label_fraction < 1:  # the labelled subset of an SSL probe
+            from avsf.data.subset import labelled_subset
+
+            self.rows = [self.rows[i] for i in labelled_subset(self.rows, cfg.data.label_fraction, cfg.train.seed)]
         if not self.rows:
             raise ManifestError(f"{self.info.root}: split '{split}' has no rows")
         self.g = ClipGeometry.from_config(cfg)
@@ -486,8 +490,10 @@ class AVLoader:
             batches.append(list(range(k, k + len(chunk))))
             k += len(chunk)
         workers = self.cfg.data.num_threads if self.cfg.data.num_threads > 1 else 0
+        # its own generator: the workers' seed is not drawn from the global one, whose state an exact
+        # resume restores around the loader (the clips are planned, the workers draw nothing random)
         dl = torch.utils.data.DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate,
-                                         pin_memory=torch.cuda.is_available(),
+                                         pin_memory=torch.cuda.is_available(), generator=torch.Generator(),
                                          worker_init_fn=_one_thread if workers else None)
         for batch in dl:
             n_failed = batch.pop("_failed")

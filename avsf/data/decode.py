@@ -119,6 +119,8 @@ def identity(x):
 
 def cpu_loader(jobs: list[tuple[list[Item], list[Item]]], decoder: CpuDecoder, *, workers: int, pin: bool):
     """Batches' CPU parts in order, decoded by `workers` worker processes (each with its own pipeline)."""
+    # its own generator: the workers' seed is not drawn from the global one, whose state an exact
+    # resume restores around the loader (the workers decode planned clips, nothing random)
     return torch.utils.data.DataLoader(CpuBatches(jobs, decoder), batch_size=None, num_workers=max(1, workers),
                                        collate_fn=identity, pin_memory=pin, worker_init_fn=worker_init,
-                                       prefetch_factor=2)
+                                       prefetch_factor=2, generator=torch.Generator())

@@ -94,6 +94,10 @@ def evaluate(run_dir: str | Path, views: str | tuple[int, int] | None = None, *,
 
     run = RunDir(run_dir)
     cfg = run.load_config()
+    if cfg.train.objective != "task":  # a pretraining run has no trained classifier to test
+        raise ConfigError(f"{run.path} trained train.objective = {cfg.train.objective!r}, not a classifier: avsf eval "
+                          f"tests classifiers (its pretext scores are in its result.json); train one from it, e.g. "
+                          f"avsf train --init {run.path} --set train.freeze=all-but-head ... (docs/ssl.md)")
     apply(cfg, list(sets or []))
     tv = parse_views(views)
     if tv:

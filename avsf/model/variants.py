@@ -150,6 +150,19 @@ _ROWS = [
              gflops=117.9, input_size=FOOTNOTE_2, paper_params_m=38.5),
     PaperRow("tableA1/slowfast-4x16-rot", "SSL (ROT) SlowFast 4x16, R50", {**SSL, **SLOWFAST},
              gflops=34.2, input_size=FOOTNOTE_2, paper_params_m=33.0),
+    # Self-supervised learning (Sec. 6, A.1, A.2): `top1` is UCF101 top-1 after self-supervised
+    # pretraining on Kinetics-400 (Table A.1's ablation: split 1, linear classifier on frozen
+    # features; Table A.2: the mean of the three splits, all layers fine-tuned); HMDB51 in the
+    # description. The overrides are the backbone's; the pretext tasks and the protocol are the
+    # study's settings (studies/ssl_*.toml, docs/ssl.md). GFLOPs and params: the tableA1/ rows.
+    PaperRow("tableA1/ssl-slowfast-rot", "SlowFast 4x16, R50, ROT pretraining, linear probe (HMDB51 split 1: 42.0)",
+             SLOWFAST, top1=71.9),
+    PaperRow("tableA1/ssl-avslowfast-avs", "AVSlowFast 4x16, R50, AVS pretraining, linear probe (HMDB51 split 1: 39.5)",
+             {}, top1=73.2),
+    PaperRow("tableA1/ssl-avslowfast-avs-rot",
+             "AVSlowFast 4x16, R50, AVS+ROT pretraining, linear probe (HMDB51 split 1: 40.2)", {}, top1=77.0),
+    PaperRow("tableA2/avslowfast-16x4", "AVSlowFast 16x4, R50, AVS+ROT pretraining, all layers fine-tuned "
+             "(HMDB51, mean of 3 splits: 54.6)", dict(R50_16x4), top1=87.0),
 ]
 
 ROWS: dict[str, PaperRow] = {r.name: r for r in _ROWS}

@@ -6,6 +6,10 @@
   outcome says which failed, and the command exits non-zero at the end.
 - A run folder that already holds a run of a *different* config is refused (a study folder
   never mixes two setups); run the changed study into another --out.
+- A variant with a pretraining run (`pretrain = {...}`, docs/ssl.md) is planned after it: the
+  pretraining run (once per name and seed, into <study>/_pretrain/<name>/seed<k>/) comes first,
+  and the variant's run starts from it (`train.init_from`); a variant whose pretraining run did
+  not finish fails without training, naming it.
 - Several runners (workers) may share one study folder, on one machine or on many that mount
   it: each claims a run before training it (`RunDir.claim`: flock + heartbeat lease, see
   avsf/lease.py) and skips runs another live worker holds, or that another worker finished or
@@ -28,7 +32,7 @@ from typing import Any
 
 from avsf.io import atomic_write_json
 from avsf.run import FAILED_FILE, RunDir, read_json
-from avsf.study.spec import StudyError, StudySpec
+from avsf.study.spec import PRETRAIN_FOLDER, StudyError, StudySpec
 from avsf.study.store import STUDY_FILE, run_dir
 
 TrainFn = Callable[..., dict]
@@ -36,10 +40,11 @@ TrainFn = Callable[..., dict]
 
 @dataclass
 class PlannedRun:
-    variant: str
+    variant: str  # a variant's name, or "_pretrain/<name>" for a pretraining run
     seed: int
     path: Path
     cfg: Any  # avsf.config.Config
+    needs: Path | None = None  # the run that must be finished first (the variant's pretraining run)
 
 
 @dataclass
@@ -70,13 +75,24 @@ def plan_study(
     overrides: dict[str, Any] | list[str] | None = None,
     variants: list[str] | None = None,
 ) -> list[PlannedRun]:
+    """Every run of the study in the order they train: per variant and seed, its pretraining run
+    first (once per pretraining name and seed), then the variant's run."""
     scale = scale or spec.default_scale
     chosen = [spec.variant(v) for v in variants] if variants else spec.variants
-    plan = []
+    plan: list[PlannedRun] = []
+    planned: set[Path] = set()
     for v in chosen:
         for seed in spec.seeds(scale, seeds):
             cfg = spec.config_for(v, scale=scale, seed=seed, overrides=overrides)
-            plan.append(PlannedRun(v.name, seed, run_dir(out_dir, v.name, seed), cfg))
+            needs = None
+            if v.pretrain is not None:
+                needs = run_dir(Path(out_dir) / PRETRAIN_FOLDER, v.pretrain.name, seed)
+                if needs not in planned:
+                    planned.add(needs)
+                    pre = spec.config_for(v, scale=scale, seed=seed, overrides=overrides, pretrain=True)
+                    plan.append(PlannedRun(f"{PRETRAIN_FOLDER}/{v.pretrain.name}", seed, needs, pre))
+                cfg.train.init_from = str(needs)
+            plan.append(PlannedRun(v.name, seed, run_dir(out_dir, v.name, seed), cfg, needs))
     return plan
 
 
@@ -107,7 +123,7 @@ def _show(metric: str, v: float | None) -> str:
     """An accuracy fraction as percent ("82.0%"); other numbers as they are."""
     if v is None or not isinstance(v, (int, float)):
         return "-"
-    if metric.startswith(("top1", "top5", "mAP", "val_top1")) and 0.0 <= v <= 1.0:
+    if (metric.startswith(("top1", "top5", "mAP", "val_top1")) or metric.endswith("_top1")) and 0.0 <= v <= 1.0:
         return f"{100 * v:.1f}%"
     return f"{v:.4g}"
 
@@ -158,12 +174,24 @@ def _epoch_logger(p: PlannedRun, log: Callable[[str], None], t0: float) -> Calla
     return on_epoch
 
 
+def _record_failure(p: PlannedRun, msg: str, tb: str, tag: str, log: Callable[[str], None],
+                    outcome: StudyOutcome) -> None:
+    """failed.json in the run's folder, the outcome's list, one line; the study goes on."""
+    RunDir(p.path).write_failed(msg, tb)
+    outcome.failed.append((p.variant, p.seed, msg))
+    log(f"{tag} {p.variant} seed{p.seed}: FAILED ({msg}); going on")
+
+
 def _run_one(p: PlannedRun, tag: str, spec: StudySpec, train_fn: TrainFn, progress: bool,
              log: Callable[[str], None], outcome: StudyOutcome) -> float | None:
     """Train one planned run; record it in `outcome` (a failure in failed.json). Returns its
     duration when it finished."""
     run = RunDir(p.path)
     p.path.mkdir(parents=True, exist_ok=True)
+    if p.needs is not None and not RunDir(p.needs).is_done():
+        _record_failure(p, f"its pretraining run {p.needs} did not finish (see its failed.json); the next "
+                           f"`avsf study run` retries both", "", tag, log, outcome)
+        return None
     t0 = time.monotonic()
     try:
         result = train_fn(p.cfg, p.path, on_epoch=_epoch_logger(p, log, t0), progress=progress)
@@ -171,19 +199,14 @@ def _run_one(p: PlannedRun, tag: str, spec: StudySpec, train_fn: TrainFn, progre
         log(f"interrupted during {p.variant} seed{p.seed}; run the same command again to resume")
         raise
     except Exception as e:  # a failing run is recorded and the study goes on
-        msg = f"{type(e).__name__}: {e}"
-        run.write_failed(msg, traceback.format_exc())
-        outcome.failed.append((p.variant, p.seed, msg))
-        log(f"{tag} {p.variant} seed{p.seed}: FAILED ({msg}); going on")
+        _record_failure(p, f"{type(e).__name__}: {e}", traceback.format_exc(), tag, log, outcome)
         return None
     dt = time.monotonic() - t0
     run.clear_failed()
     if not run.is_done():
         # The trainer returned without writing result.json: keep the returned numbers.
         if not (isinstance(result, dict) and result):
-            msg = "the trainer returned without a result"
-            run.write_failed(msg)
-            outcome.failed.append((p.variant, p.seed, msg))
+            _record_failure(p, "the trainer returned without a result", "", tag, log, outcome)
             return None
         run.write_result(result)
     outcome.done.append((p.variant, p.seed))
@@ -267,17 +290,24 @@ def _taken_care_of(run: RunDir, started: float) -> bool:
 # ----------------------------------------------------------------------------- status
 
 
+def _status_row(name: str, r: Any, metric: str) -> tuple[str, str, str, str]:
+    extra = r.error[:60] if r.state == "failed" else ""
+    # a pretraining run has no class accuracy: its pretext tasks' (docs/ssl.md)
+    key = metric if r.number(metric) is not None or r.number("pretext_top1") is None else "pretext_top1"
+    shown = _show(key, r.number(key)) + (" (pretext)" if key != metric else "")
+    return name, f"seed{r.seed}", r.state + (f" ({extra})" if extra else ""), shown
+
+
 def format_status(study_dir: str | Path) -> str:
-    from avsf.study.store import load_study_dir
+    from avsf.study.store import load_study_dir, read_run
 
     rec = load_study_dir(study_dir)
     metric = rec.spec.metric
     header = ("variant", "seed", "state", metric)
-    lines = [header]
-    for r in rec.runs:
-        v = r.number(metric)
-        extra = r.error[:60] if r.state == "failed" else ""
-        lines.append((r.variant, f"seed{r.seed}", r.state + (f" ({extra})" if extra else ""), _show(metric, v)))
+    lines = [header] + [_status_row(r.variant, r, metric) for r in rec.runs]
+    pretraining = sorted({v.pretrain.name for v in rec.spec.variants if v.pretrain is not None})
+    pre_runs = [read_run(rec.path / PRETRAIN_FOLDER, name, seed) for name in pretraining for seed in rec.seeds]
+    lines += [_status_row(f"{PRETRAIN_FOLDER}/{r.variant}", r, metric) for r in pre_runs]
     widths = [max(len(str(row[i])) for row in lines) for i in range(len(header))]
     out = [f"{rec.path} (study {rec.spec.name}, scale {rec.scale})"]
     for j, row in enumerate(lines):
@@ -285,7 +315,9 @@ def format_status(study_dir: str | Path) -> str:
         if j == 0:
             out.append("  ".join("-" * w for w in widths))
     c = rec.counts()
-    out.append(f"{c['done']} done, {c['partial']} partial, {c['failed']} failed, {c['pending']} pending")
+    out.append(f"{c['done']} done, {c['partial']} partial, {c['failed']} failed, {c['pending']} pending"
+               + (f"; pretraining runs: {sum(r.state == 'done' for r in pre_runs)} of {len(pre_runs)} done"
+                  if pre_runs else ""))
     return "\n".join(out)
 
 

@@ -35,6 +35,14 @@ A study file (``studies/<name>.toml``) reads::
     [scale.small]                   # one table per scale: seeds and config overrides
     seeds = 2
     set = { train.epochs = 4 }
+    pretrain = { train.epochs = 8 } # optional: config keys of the pretraining runs at this scale
+
+    # "pretrain, then probe" (docs/ssl.md): a variant with
+    #   pretrain = { set = { train.rot_weight = 1.0 } }    # optional name = "..." (a shared pretraining)
+    # is trained from a pretraining run of its own (once per seed, into <study>/_pretrain/<name>/seed<k>/),
+    # which the runner trains first; the variant's run starts from it (train.init_from).
+    [pretrain]                      # optional: config keys of every pretraining run
+    train.objective = "pretext"
 
     [[claim]]                       # optional, repeatable: a testable comparison of two variants
     text = "high Pd beats no DropPathway"
@@ -45,6 +53,8 @@ A study file (``studies/<name>.toml``) reads::
 Config keys are applied in this order: scale sizes (``avsf.config.SCALES``) -> ``[base]``
 -> ``[scale.<s>].set`` -> the variant's ``set`` (or its row's overrides) -> command-line
 ``--set`` -> ``train.seed`` (avsf.study.tomlspec: what study and search files share).
+A pretraining run's config: the same up to the variant's ``set``, then ``[pretrain]`` ->
+``[scale.<s>].pretrain`` -> the variant's ``pretrain.set`` -> ``--set`` -> ``train.seed``.
 Everything is validated on load, every run's config included; a `StudyError` names the file
 and the key.
 """
@@ -83,13 +93,28 @@ RESULT_METRICS = (
 """Numbers in result.json a study may rank variants by (`metric`)."""
 
 _TOP_KEYS = COMMON_KEYS | {"paper_table", "metric", "row_header", "notes", "variant", "hypothesis", "mechanism",
-                           "claim", "paper_views", "data_prepare", "paper_dataset"}
-_VARIANT_KEYS = {"name", "label", "latex", "row", "set", "paper", "reference", "baseline"}
+                           "claim", "paper_views", "data_prepare", "paper_dataset", "pretrain"}
+_VARIANT_KEYS = {"name", "label", "latex", "row", "set", "paper", "reference", "baseline", "pretrain"}
+_PRETRAIN_KEYS = {"name", "set"}
+PRETRAIN_FOLDER = "_pretrain"
+"""Where a study's pretraining runs live: <study>/_pretrain/<name>/seed<k>/ (no variant can be
+named so: variant names start with a letter or digit)."""
 _CLAIM_KEYS = {"text", "better", "worse", "metric"}
 
 
 class StudyError(SpecError):
     """A study file is wrong; the message names the file and the key."""
+
+
+@dataclass
+class Pretrain:
+    """A variant's pretraining run: trained first (per seed), and the variant starts from it."""
+
+    name: str
+    set: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "set": dict(self.set)}
 
 
 @dataclass
@@ -104,6 +129,7 @@ class Variant:
     reference: bool = False
     baseline: bool = False
     row: str = ""  # the registered paper row (avsf.model.variants.ROWS) it reproduces, if any
+    pretrain: Pretrain | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +141,7 @@ class Variant:
             "paper": dict(self.paper),
             "reference": self.reference,
             "baseline": self.baseline,
+            "pretrain": self.pretrain.to_dict() if self.pretrain else None,
         }
 
 
@@ -144,6 +171,7 @@ class StudySpec(TomlSpec):
     paper_views: int = 0  # > 0: the paper's GFLOPs are per view of this many (report: GFLOPs x views)
     paper_dataset: str = ""  # what the paper's numbers were measured on ("": Kinetics-400, R-50 4x16)
     data_prepare: str = ""  # the command that prepares the folder data.dataset names
+    pretrain: dict[str, Any] = field(default_factory=dict)  # [pretrain]: keys of every pretraining run
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -179,12 +207,21 @@ class StudySpec(TomlSpec):
         scale: str | None = None,
         seed: int = 0,
         overrides: dict[str, Any] | list[str] | None = None,
+        pretrain: bool = False,
     ) -> Config:
-        """The fully resolved config of one run: variant x seed at a scale."""
+        """The fully resolved config of one run: variant x seed at a scale; `pretrain`: the
+        variant's pretraining run instead (it must have one)."""
         v = variant if isinstance(variant, Variant) else self.variant(variant)
-        cfg = self.layered_config(scale, v.set, overrides)
+        layer, name = v.set, f"{self.name}/{v.name}/seed{seed}"
+        if pretrain:
+            if v.pretrain is None:
+                raise StudyError(f"study '{self.name}': variant '{v.name}' has no pretraining run")
+            settings = self.scale_settings(scale)
+            layer = {**v.set, **self.pretrain, **(settings.pretrain if settings else {}), **v.pretrain.set}
+            name = f"{self.name}/{PRETRAIN_FOLDER}/{v.pretrain.name}/seed{seed}"
+        cfg = self.layered_config(scale, layer, overrides)
         cfg.train.seed = int(seed)
-        cfg.name = f"{self.name}/{v.name}/seed{seed}"
+        cfg.name = name
         return cfg
 
     def baseline_variant(self) -> Variant:
@@ -224,8 +261,10 @@ class StudySpec(TomlSpec):
             "paper_views": self.paper_views,
             "paper_dataset": self.paper_dataset,
             "data_prepare": self.data_prepare,
+            "pretrain": dict(self.pretrain),
             "variants": [v.to_dict() for v in self.variants],
-            "scales": {k: {"seeds": s.seeds, "set": dict(s.set)} for k, s in self.scales.items()},
+            "scales": {k: {"seeds": s.seeds, "set": dict(s.set), "pretrain": dict(s.pretrain)}
+                       for k, s in self.scales.items()},
             "source": self.source,
         }
 
@@ -265,7 +304,8 @@ def study_from_dict(tree: dict[str, Any], *, source: str = "<study>") -> StudySp
         row_header=r.string(tree, "row_header"),
         notes=r.string(tree, "notes"),
         base=r.config_table(tree, "base"),
-        scales=r.scales(tree, "seeds", 1),
+        pretrain=r.config_table(tree, "pretrain"),
+        scales=r.scales(tree, "seeds", 1, extra=("pretrain",)),
         source=source,
     )
     _check_configs(spec, r)
@@ -335,7 +375,18 @@ def _variant(rv: Any, i: int, r: SpecReader) -> Variant:
         vset = dict(ROWS[row].overrides)
     return Variant(name=name, label=r.string(rv, "label", where=where, default=name), row=row,
                    latex=r.string(rv, "latex", where=where), set=vset, paper=paper,
-                   reference=r.flag(rv, "reference", where), baseline=r.flag(rv, "baseline", where))
+                   reference=r.flag(rv, "reference", where), baseline=r.flag(rv, "baseline", where),
+                   pretrain=_pretrain(rv, name, r, where))
+
+
+def _pretrain(rv: dict[str, Any], variant: str, r: SpecReader, where: str) -> Pretrain | None:
+    """A variant's `pretrain = { name = "...", set = {...} }` (None without one)."""
+    if rv.get("pretrain") is None:  # study.json writes null for a variant without one
+        return None
+    table = r.table(rv, "pretrain", 'pretrain = { set = { train.objective = "pretext" } }', where)
+    r.no_unknown(table, _PRETRAIN_KEYS, f"{where}pretrain.")
+    name = r.folder_name(table, where=f"{where}pretrain.") if "name" in table else variant
+    return Pretrain(name=name, set=r.config_table(table, "set", f"{where}pretrain."))
 
 
 def _paper(rv: dict[str, Any], row: str, r: SpecReader, where: str) -> dict[str, float]:
@@ -360,13 +411,41 @@ def _check_configs(spec: StudySpec, r: SpecReader) -> None:
     """Every block's keys exist; every run's merged config (variant x every scale the file
     mentions) passes `Config.validate`."""
     r.check_keys(r.scale_blocks(spec) + [(f"variant[{i}] ('{v.name}').set", v.set)
-                                         for i, v in enumerate(spec.variants)])
+                                         for i, v in enumerate(spec.variants)]
+                 + [("pretrain", spec.pretrain)]
+                 + [(f"scale.{k}.pretrain", st.pretrain) for k, st in spec.scales.items()]
+                 + [(f"variant[{i}] ('{v.name}').pretrain.set", v.pretrain.set)
+                    for i, v in enumerate(spec.variants) if v.pretrain])
     for s in r.scales_to_check(spec):
         for i, v in enumerate(spec.variants):
             try:
-                spec.config_for(v, scale=s)
+                cfg = spec.config_for(v, scale=s)
             except ConfigError as e:
                 raise r.err(f"variant[{i}] ('{v.name}') at scale {s}", str(e)) from None
+            if v.pretrain is not None:
+                _check_pretrain(spec, r, i, v, s, cfg)
+
+
+def _check_pretrain(spec: StudySpec, r: SpecReader, i: int, v: Variant, scale: str, cfg: Config) -> None:
+    """A variant's pretraining run: a valid config, the only source of the variant's weights, and
+    one config per pretraining name (variants that share one share the run)."""
+    from avsf.run import config_diff
+
+    where = f"variant[{i}] ('{v.name}').pretrain"
+    if cfg.train.init_from:
+        raise r.err(where, f"the variant starts from its pretraining run, so it must not set train.init_from "
+                           f"({cfg.train.init_from!r})")
+    try:
+        pre = spec.config_for(v, scale=scale, pretrain=True)
+    except ConfigError as e:
+        raise r.err(f"{where} at scale {scale}", str(e)) from None
+    for j, other in enumerate(spec.variants[:i]):
+        if other.pretrain is not None and other.pretrain.name == v.pretrain.name:
+            diff = config_diff(spec.config_for(other, scale=scale, pretrain=True).to_dict(), pre.to_dict())
+            if diff:
+                raise r.err(f"{where}.name", f"'{v.pretrain.name}' is also variant[{j}] ('{other.name}')'s pretraining "
+                                             f"run, with another config at scale {scale} ({'; '.join(diff[:3])}); "
+                                             f"give one of them another name")
 
 
 def discover_studies(folder: str | Path = "studies", *, include_searches: bool = False) -> list[Path]:

@@ -49,6 +49,7 @@ class ScaleSettings:
 
     count: int = 1
     set: dict[str, Any] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)  # a study's pretraining runs at this scale
 
     @property
     def seeds(self) -> int:
@@ -160,8 +161,10 @@ class SpecReader:
         return {"name": name, "title": self.string(tree, "title") or name,
                 "description": self.string(tree, "description"), "default_scale": default_scale}
 
-    def scales(self, tree: dict[str, Any], count_key: str, default_count: int) -> dict[str, ScaleSettings]:
-        """The ``[scale.<s>]`` tables: `count_key` (seeds | trials) and `set`."""
+    def scales(self, tree: dict[str, Any], count_key: str, default_count: int,
+               extra: tuple[str, ...] = ()) -> dict[str, ScaleSettings]:
+        """The ``[scale.<s>]`` tables: `count_key` (seeds | trials), `set`, and the `extra` tables
+        of config keys the file type knows (a study's `pretrain`)."""
         raw = self.table(tree, "scale", "[scale.small] with seeds/trials and set")
         out: dict[str, ScaleSettings] = {}
         for sname, rs in raw.items():
@@ -170,13 +173,14 @@ class SpecReader:
                 raise self.err(key, f"unknown scale '{sname}' (choose one of: {', '.join(SCALES)})")
             if not isinstance(rs, dict):
                 raise self.err(key, f"must be a table with '{count_key}' and optional 'set'")
-            known = (count_key, "set")
+            known = (count_key, "set", *extra)
             bad = sorted(set(rs) - set(known))
             if bad:
                 raise self.err(f"{key}.{bad[0]}",
                                f"unknown key (known: {', '.join(known)}); config keys go in {key}.set")
             count = self.number(rs, count_key, where=f"{key}.", default=default_count, integer=True, low=1)
-            out[sname] = ScaleSettings(count=count, set=self.config_table(rs, "set", f"{key}."))
+            out[sname] = ScaleSettings(count=count, set=self.config_table(rs, "set", f"{key}."),
+                                       **{name: self.config_table(rs, name, f"{key}.") for name in extra})
         return out
 
     def check_keys(self, blocks: list[tuple[str, dict[str, Any]]]) -> None:

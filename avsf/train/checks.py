@@ -14,7 +14,9 @@ def resolve_num_classes(cfg: Config, info: Any) -> None:
     """`model.num_classes = 0` takes the dataset's class count; verb-noun data sets its own
     verb and noun counts."""
     if cfg.model.num_classes <= 0:
-        cfg.model.num_classes = int(info.num_classes)
+        # a label-free dataset may name no classes (no classes.json, labels unread): the head of a
+        # label-free run never trains, one output keeps the model whole
+        cfg.model.num_classes = int(info.num_classes) or (1 if cfg.data.label_free else 0)
     if getattr(info, "verb_noun", False):
         for attr in ("num_verbs", "num_nouns"):
             n = getattr(info, attr, None)
@@ -22,10 +24,12 @@ def resolve_num_classes(cfg: Config, info: Any) -> None:
                 setattr(cfg.model, attr, int(n))
 
 
-def check_against_dataset(cfg: Config, info: Any, *, world: int = 1) -> None:
+def check_against_dataset(cfg: Config, info: Any, *, world: int = 1, labels: bool = True) -> None:
     """`avsf.config.validate_for_dataset` (class count, eval split, a batch that fits), then what
     the trainer needs beyond it: clips in the validation split, a batch per process under
-    torchrun, every label inside the head. ConfigError naming the key or manifest row."""
+    torchrun, every label inside the head, a batch in the labelled subset (`data.label_fraction`).
+    ConfigError naming the key or manifest row. `labels=False` (a label-free objective): no label
+    is read, so neither of the last two is checked."""
     validate_for_dataset(cfg, info)
     where = getattr(info, "root", None) or cfg.data.dataset
     sizes = dict(getattr(info, "split_sizes", None) or {})
@@ -37,7 +41,29 @@ def check_against_dataset(cfg: Config, info: Any, *, world: int = 1) -> None:
         if cfg.train.batch_size > per_process:
             raise ConfigError(f"train.batch_size: {cfg.train.batch_size} is not allowed; {where} gives {per_process} "
                               f"training clips to each of {world} processes: use <= {per_process}")
-    check_labels(cfg, info)
+    if labels:
+        if cfg.data.label_free:
+            raise ConfigError(f"data.label_free: True is not allowed; train.objective = {cfg.train.objective!r} "
+                              f"(model.head {cfg.model.head!r}) learns from labels: use false, or a label-free "
+                              f"objective (train.objective = 'pretext')")
+        check_labels(cfg, info)
+        check_label_fraction(cfg, info, world=world)
+
+
+def check_label_fraction(cfg: Config, info: Any, *, world: int = 1) -> None:
+    """The labelled subset of the train split holds at least one batch per process."""
+    root = getattr(info, "root", None)
+    if root is None or cfg.data.label_fraction >= 1:
+        return
+    from avsf.data import load_rows
+    from avsf.data.subset import labelled_subset
+
+    rows = load_rows(Path(root), "train", fold=cfg.data.fold)
+    kept = len(labelled_subset(rows, cfg.data.label_fraction, cfg.train.seed))
+    if cfg.train.batch_size * world > kept:
+        raise ConfigError(f"data.label_fraction: {cfg.data.label_fraction:g} is not allowed with train.batch_size "
+                          f"{cfg.train.batch_size}{f' x {world} processes' if world > 1 else ''}: it keeps {kept} of "
+                          f"the {len(rows)} training clips of {root}, less than one batch; raise it or lower the batch")
 
 
 def _label_problem(row: Any, cfg: Config) -> str | None:
@@ -62,7 +88,7 @@ def check_labels(cfg: Config, info: Any) -> None:
 
     for split in dict.fromkeys(("train", "val", cfg.eval.split)):
         try:
-            rows = load_rows(Path(root), split)
+            rows = load_rows(Path(root), split, fold=cfg.data.fold)
         except ValueError:
             continue  # an unreadable or missing split is reported by the split checks / the loader
         for i, row in enumerate(rows):
@@ -72,3 +98,11 @@ def check_labels(cfg: Config, info: Any) -> None:
                 file = file if file.exists() else Path(root) / "manifest.csv"
                 raise ConfigError(f"{file}: split '{split}', row {i + 1} ({row.path}): {problem}; fix the "
                                   f"manifest or the class count")
+
+
+def check_init_source(cfg: Config) -> None:
+    """`train.init_from` names a checkpoint file or a run folder holding one (checked before the
+    run writes anything; whether its tensors fit the model is checked when they load)."""
+    from avsf.weights import checkpoint_file
+
+    checkpoint_file(cfg.train.init_from)

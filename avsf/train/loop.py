@@ -28,25 +28,22 @@ from avsf.factories import Factories
 from avsf.provenance import provenance
 from avsf.run import RunDir, RunFolderError, RunLocked, numbers_only
 from avsf.train import checkpoint as C
-from avsf.train.checks import check_against_dataset, resolve_num_classes
+from avsf.train.checks import check_against_dataset, check_init_source, resolve_num_classes
 from avsf.train.convergence import plateaued
 from avsf.train.epoch import EpochClock, EpochSums
 from avsf.train.objectives import auxiliaries_for, objective_for
 from avsf.train.schedule import lr_at, set_lr
 from avsf.train.setup import (
+    apply_freezing,
     cpu_threads,
     determinism,
-    freeze_bn,
+    load_init,
     param_groups,
     seed_everything,
     set_train_mode,
 )
 
 __all__ = ["train", "TrainingDiverged", "TooManyFailedClips", "resolve_num_classes"]
-
-HEAD_KEYS = ("head.*", "*.head.*")
-"""Classifier tensors (avsf's `ClassificationHead` is `.head`): `train.init_from` may bring
-another class count there; they keep their fresh initialisation."""
 
 
 FALLBACK_KEYS = ("cpu_fallback_clips", "pyav_fallback_clips")
@@ -244,7 +241,9 @@ class _Trainer:
         if not info.main:
             self.dataset = self.f.dataset_info(cfg)
         resolve_num_classes(cfg, self.dataset)
-        check_against_dataset(cfg, self.dataset, world=info.world)
+        check_against_dataset(cfg, self.dataset, world=info.world, labels=self.objective.reads_labels)
+        if cfg.train.init_from and not run.has_checkpoint():
+            check_init_source(cfg)
         run.config_for(cfg)  # the class count resolved: compared again
         if info.main:
             for p in run.clean_stale_tmp():
@@ -263,13 +262,10 @@ class _Trainer:
 
             to_channels_last(model, video_only=True)
         if cfg.train.init_from and not self.run_dir.has_checkpoint():
-            from avsf.weights import load_weights
-
-            report = load_weights(model, cfg.train.init_from, new_heads=HEAD_KEYS)
+            report = load_init(model, cfg)
             if self.info.main:  # said even without progress output: what the run starts from
                 print(f"avsf train: train.init_from: {report}", file=sys.stderr, flush=True)
-        if cfg.train.frozen_bn:
-            freeze_bn(model)
+        apply_freezing(model, cfg)
         if cfg.train.compile:  # in place: parameter names, checkpoints and the optimizer's groups unchanged
             from avsf.model import compile_model
 
@@ -450,10 +446,10 @@ class _Trainer:
             cfg = copy.deepcopy(cfg)
             cfg.eval.temporal_views, cfg.eval.spatial_views = views
         loader = self.f.loader(cfg, split, mode, shard_id=self.info.rank, num_shards=self.info.world)
-        return I.evaluate_split(self.model, loader, self.info, dataset=self.dataset, split=split,
-                                precision=self.cfg.train.precision, channels_last=self.channels_last,
-                                spatial_views=cfg.eval.spatial_views, video_pool=cfg.eval.video_pool,
-                                progress=self.progress and self.tty, desc=desc)
+        return self.objective.evaluate(self.model, loader, self.info, cfg, dataset=self.dataset, split=split,
+                                       precision=self.cfg.train.precision, channels_last=self.channels_last,
+                                       spatial_views=cfg.eval.spatial_views, video_pool=cfg.eval.video_pool,
+                                       progress=self.progress and self.tty, desc=desc)
 
     def validate(self, epoch: int, iters: int) -> dict[str, Any] | None:
         """Single-view validation (the loader's test mode, 1x1) when it is due, else None."""
@@ -490,7 +486,8 @@ class _Trainer:
             self.board.write(epoch + 1, train_row, val_row)
         self.log(f"epoch {epoch + 1}/{self.cfg.train.epochs}: loss {train_row['loss']:.4f}, train error "
                  f"{100 * train_row['train_error']:.1f}%"
-                 + (f", val top-1 {100 * val_row['top1']:.1f}%" if val_row else "") + f" ({elapsed:.1f} s)"
+                 + (f", val {self.objective.metric} {100 * val_row[self.objective.metric]:.1f}%" if val_row else "")
+                 + f" ({elapsed:.1f} s)"
                  + (" - converged, stopping early (train.early_stop)" if self.state["stopped_early"] else ""))
         self.call_hook(epoch, train_row, val_row)
 
@@ -552,10 +549,13 @@ class _Trainer:
         result = numbers_only(result)
         result["provenance"] = provenance()
         if self.info.main:
-            self.run_dir.write_per_class(s.per_class)
-            self.run_dir.write_predictions(s.predictions)
+            if s.per_class:  # a label-free objective scores no classes
+                self.run_dir.write_per_class(s.per_class)
+            if s.predictions:
+                self.run_dir.write_predictions(s.predictions)
             self.run_dir.write_result(result)
-            self.log(f"avsf train: done; test top-1 {100 * result.get('top1', float('nan')):.1f}% -> "
+            metric = self.objective.metric
+            self.log(f"avsf train: done; test {metric} {100 * result.get(metric, float('nan')):.1f}% -> "
                      f"{self.run_dir.result_path}")
         D.barrier(self.info)
         return result

@@ -7,7 +7,15 @@ negatives), the model, then the losses. A new head (detection) or pretext task (
 is one registration here or in its own module, with no edit of the loop.
 
 An objective's `correct` returns a device tensor (the loop never waits for the device per
-step); `metric` names the validation number that decides the best epoch and convergence.
+step); `metric` names the validation number that decides the best epoch and convergence;
+`evaluate` scores a split for validation and the final test (by default the classification
+scoring of avsf.eval.inference: per-class table and predictions.json); `reads_labels = False`
+marks a label-free objective: the trainer then never reads a label (no label checks, the data's
+label-free mode); `check(cfg)` adds the objective's config rules to `Config.validate`.
+
+`model.head` picks the objective (`train.objective = "task"`, the default); `train.objective`
+may name another registered one instead, e.g. "pretext" (avsf.train.pretext: label-free
+pretraining on the auxiliary losses alone).
 """
 
 from __future__ import annotations
@@ -27,11 +35,26 @@ Batch = dict[str, Any]
 Out = dict[str, Any]
 
 
+def zeros_like_batch(batch: Batch) -> torch.Tensor:
+    """A float64 zero on the batch's device (a count of nothing)."""
+    device = next(v.device for v in batch.values() if torch.is_tensor(v))
+    return torch.zeros((), dtype=torch.float64, device=device)
+
+
 def batch_size(batch: Batch) -> int:
-    for k in ("label", "verb", "index", "slow", "audio"):
+    """Clips in the batch, from a key every batch has before its labels (a label-free run has none)."""
+    for k in ("index", "slow", "audio", "label", "verb"):
         if k in batch:
             return int(batch[k].shape[0])
     raise KeyError("cannot tell the batch size: no label/verb/index/slow/audio in the batch")
+
+
+def classify(model: Any, loader: Any, dist_info: Any, cfg: Config, **kw: Any) -> Any:
+    """The default `Objective.evaluate`: avsf.eval.inference.evaluate_split (video-level
+    classification metrics, per-class table, predictions.json's record)."""
+    from avsf.eval.inference import evaluate_split
+
+    return evaluate_split(model, loader, dist_info, **kw)
 
 
 @dataclass(frozen=True)
@@ -41,6 +64,11 @@ class Objective:
     correct: Callable[[Out, Batch], torch.Tensor]
     size: Callable[[Batch], int | torch.Tensor] = batch_size  # what `correct` counts (clips, boxes)
     metric: str = "top1"
+    # (model, loader, dist_info, cfg, *, dataset, split, precision, channels_last, spatial_views,
+    #  progress, desc) -> avsf.eval.inference.SplitScores
+    evaluate: Callable[..., Any] = classify
+    reads_labels: bool = True
+    check: Callable[[Config], None] | None = None  # raises ConfigError naming the key
 
 
 @dataclass(frozen=True)
@@ -51,6 +79,9 @@ class Auxiliary:
     # (batch, progress in [0, 1], cfg, a generator keyed by (seed, step)) -> the batch the model sees
     prepare: Callable[[Batch, float, Config, torch.Generator], Batch] | None = None
     needs_shifted_audio: bool = False  # asks the loader for `audio_shifted`
+    # (out, batch) -> (right, total) device tensors: how often the pretext task is solved
+    # (a label-free objective's accuracy); None: the auxiliary has no such measure
+    correct: Callable[[Out, Batch], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 OBJECTIVES: dict[str, Objective] = {}
@@ -72,14 +103,21 @@ def register_auxiliary(aux: Auxiliary) -> Auxiliary:
 
 
 def objective_for(cfg: Config) -> Objective:
+    """`train.objective`'s objective; "task" is the one registered under `model.head`."""
+    name, key = (cfg.model.head, "model.head") if cfg.train.objective == "task" else (cfg.train.objective,
+                                                                                     "train.objective")
     try:
-        return OBJECTIVES[cfg.model.head]
+        return OBJECTIVES[name]
     except KeyError:
-        raise KeyError(f"model.head '{cfg.model.head}' has no training objective registered "
+        raise KeyError(f"{key} '{name}' has no training objective registered "
                        f"(registered: {', '.join(sorted(OBJECTIVES))})") from None
 
 
 def auxiliaries_for(cfg: Config) -> list[Auxiliary]:
+    """The auxiliary losses on in this run. None under `train.freeze = "all-but-head"` (the
+    linear protocol): with every layer but the classifier frozen they would train nothing."""
+    if cfg.train.freeze != "none":
+        return []
     return [a for a in AUXILIARIES.values() if a.enabled(cfg)]
 
 
@@ -108,7 +146,22 @@ register_objective(Objective("verb-noun", task_loss, _action_correct))
 # detection (avsf.train.detection): per-box sigmoid BCE; validated on frame-level mAP
 register_objective(Objective("detection", box_loss, box_correct, size=box_count, metric="mAP"))
 
+
+def _avs_correct(out: Out, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs the AVS heads order right (in-sync scored above out-of-sync), over every junction."""
+    with torch.no_grad():
+        scores = list((out.get("sync") or {}).values())
+        if not scores:
+            zero = zeros_like_batch(batch)
+            return zero, zero
+        s = torch.cat([x.float() for x in scores])
+        return (s[:, 0] > s[:, 1]).sum().double(), s.new_tensor(float(s.shape[0]), dtype=torch.float64)
+
+
 register_auxiliary(Auxiliary(
     "avs", enabled=avs_enabled, loss=lambda out, batch, cfg: avs_loss(out.get("sync"), cfg),
-    prepare=with_audio_negative, needs_shifted_audio=True,
+    prepare=with_audio_negative, needs_shifted_audio=True, correct=_avs_correct,
 ))
+
+# Plug-ins that live in their own modules register on import (after the registries exist).
+from avsf.train import pretext  # noqa: E402,F401  ROT and the label-free "pretext" objective
