@@ -149,3 +149,36 @@ def test_workers_get_their_share_of_the_cores_and_the_same_arguments(tmp_path, m
     assert args[args.index("--variant") + 1] == "beta2" and args[args.index("--scale") + 1] == "tiny"
     sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
     assert sets == ["train.epochs=2", "train.num_threads=2"]
+
+
+FINISH = ("import sys, time; from avsf.run import RunDir; r = RunDir(sys.argv[1]); c = r.claim(worker='pre'); "
+          "print('held', flush=True); time.sleep(1.5); r.write_result({'pretext_loss': 0.5}); c.release()")
+
+
+def test_a_run_waits_while_another_worker_trains_its_pretraining_run(tmp_path, monkeypatch):
+    import avsf.study.runner as runner
+    from avsf.study import run_study
+    from avsf.study.spec import study_from_dict
+
+    spec = study_from_dict({"name": "ssl", "default_scale": "tiny",
+                            "pretrain": {"train.objective": "pretext", "data.label_free": True},
+                            "variant": [{"name": "avs", "pretrain": {"set": {}}}],
+                            "scale": {"tiny": {"seeds": 1}}}, source="ssl.toml")
+    out = tmp_path / "runs"
+    pre = out / "_pretrain" / "avs" / "seed0"
+    holder = subprocess.Popen([sys.executable, "-c", FINISH, str(pre)], stdout=subprocess.PIPE, text=True,
+                              env=_env(tmp_path))
+    assert holder.stdout.readline().strip() == "held"
+    monkeypatch.setattr(runner, "WAIT_S", 0.2)
+    trained, lines = [], []
+
+    def fake_train(cfg, out_dir, **kw):
+        trained.append(cfg.name)
+        RunDir(out_dir).write_result({"top1": 0.5})
+        return {"top1": 0.5}
+
+    outcome = run_study(spec, out, train_fn=fake_train, progress=False, log=lines.append)
+    holder.wait(timeout=30)
+    assert trained == ["ssl/avs/seed0"] and not outcome.failed, lines  # not failed for a pretraining run in progress
+    assert outcome.elsewhere == [("_pretrain/avs", 0)] and outcome.done == [("avs", 0)]
+    assert any("waiting for its pretraining run (pre (pid" in line for line in lines), lines

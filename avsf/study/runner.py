@@ -13,7 +13,8 @@
 - Several runners (workers) may share one study folder, on one machine or on many that mount
   it: each claims a run before training it (`RunDir.claim`: flock + heartbeat lease, see
   avsf/lease.py) and skips runs another live worker holds, or that another worker finished or
-  failed during this pass, so no run is trained twice. `run_workers` starts N local workers.
+  failed during this pass, so no run is trained twice; a run whose pretraining run another
+  worker is training waits for it. `run_workers` starts N local workers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -255,7 +256,7 @@ def run_study(
         f"{len(todo)} to run -> {out_dir}")
     started = time.time()
     durations: list[float] = []
-    for i, p in enumerate(todo, 1):
+    for i, p in enumerate(_ready_in_turn(todo, worker, claim_ttl_s, log), 1):
         tag = f"{me}[{i}/{len(todo)}]"
         claim = RunDir(p.path).claim(worker=worker, ttl_s=claim_ttl_s)
         if claim is None:
@@ -279,6 +280,40 @@ def run_study(
     for v, s, msg in outcome.failed:
         log(f"  failed: {v} seed{s}: {msg} (details in {run_dir(out_dir, v, s) / FAILED_FILE})")
     return outcome
+
+
+WAIT_S = 5.0
+"""Seconds between looks at a pretraining run another worker is training."""
+
+
+def _held_elsewhere(path: Path, worker: str, ttl_s: float | None) -> bool:
+    """Another live worker holds the claim on the run at `path` (tried, and given back at once)."""
+    claim = RunDir(path).claim(worker=worker, ttl_s=ttl_s)
+    if claim is None:
+        return True
+    claim.release()
+    return False
+
+
+def _ready_in_turn(todo: list[PlannedRun], worker: str, ttl_s: float | None,
+                   log: Callable[[str], None]) -> Iterator[PlannedRun]:
+    """The runs in plan order, except that a run whose pretraining run another worker is still
+    training waits (later runs go first; when only waiting runs are left, look again every
+    WAIT_S). A pretraining run nobody holds is not waited for: the run then fails, naming it."""
+    pending = list(todo)
+    waited = 0  # runs put back since one was handed out
+    while pending:
+        p = pending.pop(0)
+        if p.needs is not None and not RunDir(p.needs).is_done() and _held_elsewhere(p.needs, worker, ttl_s):
+            pending.append(p)
+            waited += 1
+            if waited >= len(pending):
+                log(f"{p.variant} seed{p.seed}: waiting for its pretraining run ({RunDir(p.needs).claimed_by()})")
+                time.sleep(WAIT_S)
+                waited = 0
+            continue
+        waited = 0
+        yield p
 
 
 def _taken_care_of(run: RunDir, started: float) -> bool:
