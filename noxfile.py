@@ -2,9 +2,11 @@
 
     nox -s study_droppathway          # install, generate synthetic data, run the study, report
     nox -s study_droppathway -- --scale tiny --seeds 1   # arguments after -- go to `avsf study run`
+    nox -s study_droppathway -- --workers 2              # N local worker processes split the runs
     nox -s tests                      # the test suite (CI)
     nox -s report                     # rebuild every report from runs/
-    nox -s bench                      # pytest-benchmark suites -> reports/bench/
+    nox -s bench                      # pytest-benchmark suites -> reports/bench/ (+ .benchmarks/ history)
+    nox -s gpu                        # the GPU check -> reports/bench/gpu/ (a dry run without CUDA)
     nox -s search                     # Optuna search over Pd / beta_A, then its report
     nox -l                            # list sessions (one study_<name> per studies/*.toml)
 
@@ -75,11 +77,24 @@ def report(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Throughput benchmarks (model, data pipeline, peer) -> reports/bench/."""
+    """Throughput benchmarks (model, data pipeline, peer) -> reports/bench/; every run is also
+    saved under .benchmarks/ (history: `python -m bench.render --compare BASELINE.json`)."""
     session.install("-e", ".[bench]")
     (ROOT / "reports" / "bench").mkdir(parents=True, exist_ok=True)
-    session.run("pytest", "bench/", "--benchmark-json", "reports/bench/bench.json", *session.posargs)
+    # --benchmark-autosave: .benchmarks/<machine>/NNNN_<commit>.json per run; --benchmark-save-data
+    # keeps every round's time in it, which the comparison's intervals are computed from.
+    session.run("pytest", "bench/", "--benchmark-json", "reports/bench/bench.json", "--benchmark-autosave",
+                "--benchmark-save-data", *session.posargs)
     session.run("python", "-m", "bench.render", "reports/bench")
+
+
+@nox.session(default=False)
+def gpu(session: nox.Session) -> None:
+    """The GPU check (issue 11): CUDA tests, CUDA bench groups, DALI at the paper geometry and a
+    short paper-scale training -> reports/bench/gpu/ (a dry run without CUDA). On a GPU machine
+    without network use `bash bench/gpu_check.sh` instead (docs/performance.md)."""
+    session.install("-e", ".[bench,test]")
+    session.run("python", "-m", "bench.gpu_check", *session.posargs)
 
 
 @nox.session(default=False)

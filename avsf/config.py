@@ -426,6 +426,7 @@ class TrainConfig:
     early_stop: bool = False  # stop at the first epoch >= min_epochs where the run has converged
     min_epochs: int = 1
     tensorboard: bool = False  # also write the per-epoch scalars to <run>/tb (torch.utils.tensorboard)
+    compile: bool = False  # regional torch.compile of the model (avsf.model.compile_model); opt-in
     # What the run learns from (docs/ssl.md): "task" = the head's objective on the labels
     # (model.head); "pretext" = label-free pretraining on the auxiliary losses alone (AVS, ROT),
     # labels never read; any other objective registered in avsf.train.objectives.
@@ -459,6 +460,8 @@ class TrainConfig:
         c.number("plateau_window", 1)
         c.number("plateau_tol", 0, 1)
         c.number("min_epochs", 1, self.epochs, why=" (within train.epochs)")
+        # train.compile: a bool (types() above); what it compiles and how long that takes at R50
+        # on a GPU is measured by the GPU check (bench/test_cuda.py, r50-train-cuda-compile).
 
 
 @dataclass

@@ -58,6 +58,10 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     _atomic(path, "w", lambda f: f.write(text))
 
 
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    _atomic(path, "wb", lambda f: f.write(data))
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Sorted, indented JSON; NaN/inf are refused (JSON has no such numbers)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False, default=str) + "\n")

@@ -10,7 +10,9 @@ reports read or write in it goes through `RunDir` (docs/architecture.md, "the ru
     eval_<tag>.json, per_class_<tag>.json   `avsf eval` results
     failed.json            written by the study runner when the run raised
     tb/                    TensorBoard event files (train.tensorboard)
+    export/model.<suffix>  `avsf export` (TorchScript .ts.pt, ONNX .onnx, torch.export .pt2)
     .lock                  held (flock) by the process training in the folder
+    .claim                 a study worker's claim on the run (avsf.lease: flock + heartbeat lease)
 
 Rules kept here once:
 - "same run": `config_diff` compares two configs, skipping `NOT_COMPARED` (keys that do not
@@ -52,7 +54,9 @@ PREDICTIONS_FILE = "predictions.json"
 FAILED_FILE = "failed.json"
 CHECKPOINT_FILE = "checkpoints/last.pt"
 LOCK_FILE = ".lock"
+CLAIM_FILE = ".claim"
 TENSORBOARD_DIR = "tb"
+EXPORT_DIR = "export"
 
 RESUMED_WITH = "resumed_with"
 """Top-level key of config.json listing `--resume-with` changes: [{"epoch", "step", "set", "was", "time"}]."""
@@ -190,6 +194,10 @@ class RunDir:
     @property
     def tensorboard_dir(self) -> Path:
         return self.path / TENSORBOARD_DIR
+
+    def export_path(self, suffix: str) -> Path:
+        """Where `avsf export` writes the model in a format (suffix ".onnx", ".pt2", ...)."""
+        return self.path / EXPORT_DIR / f"model{suffix}"
 
     def file(self, name: str) -> Path:
         """Path of a file in the folder by name (e.g. "per_class_10x3.json")."""
@@ -362,6 +370,13 @@ class RunDir:
             "error": error, "traceback": traceback,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
 
+    def failed_since(self, t: float) -> bool:
+        """failed.json was written at or after time.time() value `t` (by a worker of this pass)."""
+        try:
+            return self.file(FAILED_FILE).stat().st_mtime >= t
+        except FileNotFoundError:
+            return False
+
     def clear_failed(self) -> None:
         self.file(FAILED_FILE).unlink(missing_ok=True)
 
@@ -411,6 +426,23 @@ class RunDir:
             yield
         finally:
             f.close()  # closing the file releases the flock
+
+    def claim(self, *, worker: str = "", ttl_s: float | None = None):
+        """A study worker's claim on this run (avsf.lease.Lease, a context manager), or None
+        when another live worker, on this machine or one sharing the folder, holds it. Unlike
+        `lock()` (the trainer's, for one process) it tells workers on other machines apart from
+        dead ones by a heartbeat, so several `avsf study run` split a study without running one
+        run twice."""
+        from avsf.lease import TTL_S, Lease
+
+        self.ensure_writable()
+        return Lease.acquire(self.path / CLAIM_FILE, ttl_s=ttl_s or TTL_S, worker=worker)
+
+    def claimed_by(self) -> str:
+        """Who holds the claim, in words (for log lines)."""
+        from avsf.lease import Lease
+
+        return Lease.holder(self.path / CLAIM_FILE)
 
     def ensure_writable(self) -> None:
         """Create the folder; an unwritable one is a clear error before any work."""

@@ -10,9 +10,10 @@ clear error.
 
 Layouts understood: a bare state dict, `{"model_state": ...}` (PySlowFast), `{"model": ...}`
 (avsf checkpoints), `{"state_dict": ...}`. Parameter names are translated by a key map, picked
-by name from `KEY_MAPS`; `register_key_map` adds one (e.g. pytorchvideo's or PySlowFast's
-names). The default map strips the prefixes DDP (`module.`) and torch.compile (`_orig_mod.`)
-put in front of every name.
+by name from `KEY_MAPS`; `register_key_map` adds one (avsf/convert.py adds pytorchvideo's and
+PySlowFast's). Without a `key_map` the layout is recognised by its names
+(`avsf.convert.detect_key_map`); avsf's own map strips the prefixes DDP (`module.`) and
+torch.compile (`_orig_mod.`) put in front of every name.
 """
 
 from __future__ import annotations
@@ -113,10 +114,12 @@ class LoadReport:
     new_heads: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # (key, source, model shape)
     fresh: list[str] = field(default_factory=list)  # in the source, left out on request (`fresh` patterns)
     fresh_reason: str = ""
+    key_map: str = "avsf"  # the names the source used (a KEY_MAPS name; "custom" for a callable)
 
     def __str__(self) -> str:
         total = len(self.loaded) + len(self.missing) + len(self.new_heads) + len(self.fresh)
-        lines = [f"weights from {self.source}: {len(self.loaded)} of {total} model tensors loaded, "
+        layout = f" ({self.key_map} names)" if self.key_map != "avsf" else ""
+        lines = [f"weights from {self.source}{layout}: {len(self.loaded)} of {total} model tensors loaded, "
                  f"{len(self.missing)} missing, {len(self.unexpected)} unexpected, "
                  f"{len(self.new_heads)} new head tensors (shape differs; freshly initialised)"
                  + (f", {len(self.fresh)} kept fresh ({self.fresh_reason or 'asked'})" if self.fresh else "")]
@@ -128,14 +131,18 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def _resolve_map(key_map: str | KeyMap | None) -> KeyMap:
-    if key_map is None:
-        return KEY_MAPS["avsf"]
+def _resolve_map(key_map: str | KeyMap | None, state: dict[str, Any]) -> tuple[str, KeyMap]:
+    if key_map is None or key_map == "auto":  # the layout its names show (avsf.convert.LAYOUTS)
+        from avsf.convert import detect_key_map
+
+        key_map = detect_key_map(state)
     if callable(key_map):
-        return key_map
+        return "custom", key_map
+    if key_map not in KEY_MAPS:
+        import avsf.convert  # noqa: F401  (registers pytorchvideo's and PySlowFast's maps)
     if key_map not in KEY_MAPS:
         raise WeightsError(f"unknown key map '{key_map}' (known: {', '.join(sorted(KEY_MAPS))})")
-    return KEY_MAPS[key_map]
+    return key_map, KEY_MAPS[key_map]
 
 
 def load_weights(model: Any, source: str | Path | dict[str, Any], *, strict_shapes: bool = True,
@@ -151,10 +158,11 @@ def load_weights(model: Any, source: str | Path | dict[str, Any], *, strict_shap
     an error. Returns the report (print it).
     """
     state, name = read_state_dict(source)
-    state = _resolve_map(key_map)(state)
+    map_name, mapping = _resolve_map(key_map, state)
+    state = mapping(state)
     heads, keep_fresh = tuple(new_heads), tuple(fresh)
     own = model.state_dict()
-    report = LoadReport(source=name, fresh_reason=fresh_reason)
+    report = LoadReport(source=name, fresh_reason=fresh_reason, key_map=map_name)
     keep = {}
     for k, v in state.items():
         if k not in own:

@@ -163,6 +163,39 @@ def build_peer(m: ModelConfig, crop: int) -> nn.Module:
     )
 
 
+# The visual-only SlowFast pair: avsf's SlowFast and pytorchvideo's `create_slowfast` (Fast->Slow
+# laterals after pool1, res2, res3, res4 in both; no audio, so every tensor maps and computes the same).
+SLOWFAST_DESIGN = {**PEER_DESIGN, "model.pathways": "slowfast", "model.fusion_stages": [], "model.avs_layers": []}
+
+
+def slowfast_config(scale: str) -> Config:
+    """avsf's SlowFast that matches pytorchvideo's `create_slowfast` at `scale` (tiny | small | r50)."""
+    if scale == "r50":
+        return build_config(scale="paper", overrides={**SLOWFAST_DESIGN, **R50_8X8})
+    return build_config(scale=scale, overrides=SLOWFAST_DESIGN)
+
+
+def build_peer_slowfast(m: ModelConfig, crop: int) -> nn.Module:
+    """pytorchvideo's SlowFast with avsf's sizes (its builder's arguments, nothing patched)."""
+    from pytorchvideo.models.slowfast import create_slowfast
+
+    from avsf.model.avslowfast import stage_blocks
+
+    w_fast = round(m.width * m.beta_f)
+    res5 = crop // 32
+    return create_slowfast(
+        slowfast_channel_reduction_ratio=(m.width // w_fast,),
+        slowfast_conv_channel_fusion_ratio=m.fs_fusion_ratio,
+        slowfast_fusion_conv_kernel_size=(m.fs_fusion_kernel, 1, 1),
+        slowfast_fusion_conv_stride=(m.alpha_f, 1, 1),
+        model_depth=_depth_key(stage_blocks(m)),
+        model_num_class=m.num_classes,
+        dropout_rate=m.dropout,
+        stem_dim_outs=(m.width, w_fast),
+        head_pool_kernel_sizes=((m.num_frames, res5, res5), (m.fast_frames, res5, res5)),
+    )
+
+
 def inputs(m: ModelConfig, crop: int, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {

@@ -12,6 +12,7 @@ loader's worker processes are not included; DALI's threads are).
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import pytest
@@ -31,10 +32,11 @@ def _cfg(loader: str, device: str = "cpu"):
                                                   "data.device": device})
 
 
-def _loader_entry(benchmark, loader: str, device: str, is_smoke: bool, step_s: float = 0.0):
+def loader_entry(benchmark, cfg, is_smoke: bool, step_s: float = 0.0):
+    """Clips/s of the loader `cfg` describes (data.loader, data.device, data.num_threads);
+    `step_s` > 0 sleeps that long after each batch, as a training step would."""
     from avsf.data import build_loader, dataset_info
 
-    cfg = _cfg(loader, device)
     dataset_info(cfg)  # generates the synthetic benchmark on first use (minutes, once)
     batches = 2 if is_smoke else BATCHES
     state = {}
@@ -56,15 +58,16 @@ def _loader_entry(benchmark, loader: str, device: str, is_smoke: bool, step_s: f
                 time.sleep(step_s)
         state["clips"], state["frames"] = clips, frames
 
-    with PeakMemory("cuda" if device == "gpu" else "cpu") as mem:
+    with PeakMemory("cuda" if cfg.data.device == "gpu" else "cpu") as mem:
         benchmark.pedantic(target, setup=setup, rounds=1 if is_smoke else ROUNDS, iterations=1)
     state.pop("it", None)
     median = stat(benchmark, "median")
     benchmark.extra_info.update({
-        "impl": f"{loader}-{state['loader'].device}", "loader": loader, "device": state["loader"].device,
-        "threads": THREADS, "batch_size": cfg.train.batch_size, "batches_per_round": batches,
+        "impl": f"{cfg.data.loader}-{state['loader'].device}", "loader": cfg.data.loader, "device": state["loader"].device,
+        "threads": cfg.data.num_threads, "batch_size": cfg.train.batch_size, "batches_per_round": batches,
         "clips_per_s": round(state["clips"] / median, 2), "frames_per_s": round(state["frames"] / median, 1),
-        "step_ms": step_s * 1000, "scale": "small", "mode": "train",
+        "step_ms": step_s * 1000, "scale": cfg.data.synth_scale, "mode": "train",
+        "frames_per_clip": cfg.model.fast_frames, "crop": cfg.data.crop_size,
         "loadavg_end": loadavg(), **mem.info(),
     })
 
@@ -76,7 +79,28 @@ def test_loader_cpu(benchmark, loader, step_s, is_smoke):
         pytest.importorskip("nvidia.dali", reason="DALI is not installed")
     benchmark.group = "data-small-train-cpu" + ("-step100" if step_s else "")
     benchmark.name = f"test_loader_cpu[{loader}]" if not step_s else f"test_loader_cpu_overlap[{loader}]"
-    _loader_entry(benchmark, loader, "cpu", is_smoke, step_s=step_s)
+    loader_entry(benchmark, _cfg(loader, "cpu"), is_smoke, step_s=step_s)
+
+
+def training_step(model, batch: dict, cfg, autocast=contextlib.nullcontext):
+    """One step as the trainer takes it: task loss plus the AVS loss when the model has AVS heads
+    (the batch carries `audio_negative`), SGD with momentum and weight decay."""
+    from avsf.train.losses import avs_loss, task_loss
+
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+
+    def step():
+        with autocast():
+            out = model(batch)
+            loss = task_loss(out, batch, cfg)
+            extra = avs_loss(out["sync"], cfg) if "sync" in out else None
+            if extra is not None:
+                loss = loss + extra
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
 
 
 def test_small_training_step_default(benchmark, gemm, is_smoke):
@@ -84,7 +108,6 @@ def test_small_training_step_default(benchmark, gemm, is_smoke):
     batches, with an easy AVS negative (another clip's audio) as the trainer adds one."""
     from avsf.data import dataset_info
     from avsf.model import build_model
-    from avsf.train.losses import avs_loss, task_loss
 
     cfg = build_config(scale="small")
     cfg.model.num_classes = dataset_info(cfg).num_classes
@@ -98,18 +121,7 @@ def test_small_training_step_default(benchmark, gemm, is_smoke):
     batch["audio_negative"] = batch["audio"].roll(1, dims=0)
     torch.manual_seed(0)
     model = build_model(m).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
-
-    def step():
-        out = model(batch)
-        loss = task_loss(out, batch, cfg)
-        extra = avs_loss(out["sync"], cfg) if "sync" in out else None
-        if extra is not None:
-            loss = loss + extra
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step = training_step(model, batch, cfg)
     benchmark.group = "data-small-train-cpu"
     with PeakMemory() as mem:
         benchmark.pedantic(step, rounds=1 if is_smoke else 5, warmup_rounds=0 if is_smoke else 1, iterations=1)

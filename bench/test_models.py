@@ -12,12 +12,14 @@ within bench.pairs.FLOP_TOLERANCE (non-audio part within 0.1%, 0.5% at R50).
 Both get the same conditions: same threads, same input tensors, eval under torch.inference_mode,
 training = forward + cross-entropy + backward + SGD step (momentum 0.9, weight decay 1e-4).
 The `avsf` entry of each group also records `interleaved_speedup` (avsf and pytorchvideo calls
-alternating; see `interleaved_speedup`), the ratio the speed goals are judged on.
+in neighbouring pairs, which goes first alternating; enough pairs for a stable median, with its
+95 % interval; see `interleaved_speedup`), the ratio the speed goals are judged on.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import time
 
@@ -149,35 +151,89 @@ def train_call(b: dict, impl: str, x: dict):
     return step
 
 
-def interleaved_speedup(ours, peer, rounds: int, warmup: int, work_flop: float) -> dict:
-    """pytorchvideo time / avsf time over `rounds` neighbouring pairs of calls (peer, then ours).
+# Interleaved pairs per group: at least MIN, then until the median's 95 % interval is within
+# +-INTERLEAVED_TOL of it, at most MAX. R50 steps take seconds on a CPU; 7 pairs give a
+# distribution-free interval (ranks 1 and 7) at all, and the median of 7 is stable to a few %.
+INTERLEAVED_ROUNDS = {"tiny": (12, 40), "small": (8, 24), "r50": (7, 15)}  # (min, max)
+INTERLEAVED_TOL = 0.03
+
+
+def timed_call(fn, sync=lambda: None) -> float:
+    """Seconds `fn()` takes, queued device work (`sync`) finished before and after."""
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - t0
+
+
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Distribution-free interval of the median: the order statistics (l, n + 1 - l) with
+    P(l <= rank of the median <= n + 1 - l) >= level under Binomial(n, 1/2). Needs n >= 6 for 95 %
+    (below that the sample's extremes are returned, a narrower guarantee)."""
+    x = sorted(values)
+    n = len(x)
+    tail = (1 - level) / 2
+    low, cdf = 0, 0.0
+    for k in range(n):  # the largest l with P(B <= l - 1) <= tail
+        cdf += math.comb(n, k) / 2**n
+        if cdf > tail:
+            break
+        low = k + 1
+    low = max(low, 1)
+    return x[low - 1], x[n - low]
+
+
+def interleaved_speedup(ours, peer, rounds: tuple[int, int], warmup: int, work_flop: float, *,
+                        gemm=None, gemm_flop: float = 2 * GEMM_N**3, sync=lambda: None) -> dict:
+    """pytorchvideo time / avsf time over neighbouring pairs of calls, the order alternating
+    (peer first in even pairs, ours first in odd ones: neither gets a systematically warmer
+    cache or a systematically later moment).
 
     pytest-benchmark times an entry's rounds back to back, then the next entry's; this VM's
     speed drifts by ~20% over minutes, which moves the ratio of two such medians by as much.
     Calls that alternate see the same machine, so the median of per-pair ratios is the
-    comparison to quote; the separate entries stay for absolute times and memory. For the same
-    reason each round also times one GEMM (`GEMM_N`^3 fp32 matmul): `interleaved_pct_of_gemm`
-    is the median over rounds of ours' FLOP/s (`work_flop` per call) over that round's GEMM rate.
+    comparison to quote (with its distribution-free 95 % interval); the separate entries stay
+    for absolute times and memory. `rounds` = (min, max) pairs: after min, pairs are added until
+    the interval is within +-INTERLEAVED_TOL of the median. Each pair also times one GEMM
+    (`gemm`, `gemm_flop` FLOPs; default the CPU's `GEMM_N`^3 fp32 matmul): `interleaved_pct_of_gemm`
+    is the median over pairs of ours' FLOP/s (`work_flop` per call) over that pair's GEMM rate.
+    `sync` waits for queued device work (CUDA) before a clock is read.
     """
-    a, b = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
+    if gemm is None:
+        a, b = torch.randn(GEMM_N, GEMM_N), torch.randn(GEMM_N, GEMM_N)
+        gemm = lambda: a @ b  # noqa: E731
+
+    def timed(fn) -> float:
+        return timed_call(fn, sync)
+
     for _ in range(warmup):
-        peer(), ours(), a @ b
+        peer(), ours(), gemm()
     ratios, pcts, t_ours, t_peer = [], [], [], []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        peer()
-        t1 = time.perf_counter()
-        ours()
-        t2 = time.perf_counter()
-        a @ b
-        t3 = time.perf_counter()
-        t_peer.append(t1 - t0)
-        t_ours.append(t2 - t1)
-        ratios.append((t1 - t0) / (t2 - t1))
-        pcts.append(100 * (work_flop / (t2 - t1)) / (2 * GEMM_N**3 / (t3 - t2)))
-    return {"interleaved_speedup": round(statistics.median(ratios), 4), "interleaved_rounds": rounds,
+    lo = hi = None
+    for i in range(rounds[1]):
+        if i % 2 == 0:
+            tp, to = timed(peer), timed(ours)
+        else:
+            to, tp = timed(ours), timed(peer)
+        tg = timed(gemm)
+        t_peer.append(tp)
+        t_ours.append(to)
+        ratios.append(tp / to)
+        pcts.append(100 * (work_flop / to) / (gemm_flop / tg))
+        if len(ratios) >= rounds[0]:
+            lo, hi = median_interval(ratios)
+            if (hi - lo) / 2 <= INTERLEAVED_TOL * statistics.median(ratios):
+                break
+    return {"interleaved_speedup": round(statistics.median(ratios), 4), "interleaved_rounds": len(ratios),
+            "interleaved_ci95": [round(lo, 4), round(hi, 4)] if lo is not None else None,
+            "interleaved_ratios": [round(r, 4) for r in ratios], "interleaved_order": "alternating",
             "interleaved_avsf_median_s": statistics.median(t_ours), "interleaved_peer_median_s": statistics.median(t_peer),
             "interleaved_pct_of_gemm": round(statistics.median(pcts), 1)}
+
+
+def interleaved_rounds(scale: str, is_smoke: bool) -> tuple[int, int]:
+    return (1, 1) if is_smoke else INTERLEAVED_ROUNDS[scale]
 
 
 def _entry(benchmark, scale: str, impl: str, mode: str, gemm: dict, is_smoke: bool) -> None:
@@ -192,7 +248,8 @@ def _entry(benchmark, scale: str, impl: str, mode: str, gemm: dict, is_smoke: bo
         benchmark.pedantic(make(b, impl, x), rounds=rounds, warmup_rounds=warmup, iterations=1)
     _info(benchmark, b, impl, mode, gemm, mem)
     if impl == "avsf":
-        benchmark.extra_info.update(interleaved_speedup(make(b, "avsf", x), make(b, "pytorchvideo", x), rounds, warmup,
+        benchmark.extra_info.update(interleaved_speedup(make(b, "avsf", x), make(b, "pytorchvideo", x),
+                                                        interleaved_rounds(scale, is_smoke), warmup,
                                                         work_flop(b, "avsf", mode)))
 
 

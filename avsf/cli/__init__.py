@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "study": "run a declarative ablation study (studies/*.toml); resumable",
     "search": "Optuna search over config fields (val top-1 vs GFLOPs), one run folder per trial",
     "report": "LaTeX table, CSV, figures and summary.md from a study (or search) folder",
+    "convert": "pytorchvideo / PySlowFast weights as an avsf checkpoint, with a report of what mapped",
+    "export": "a run's model as TorchScript, ONNX or a torch.export program, checked against eager",
 }
 
 

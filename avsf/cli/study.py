@@ -27,6 +27,15 @@ def register(sub) -> None:
     r.add_argument("--variant", action="append", default=None, help="run only this variant (repeatable)")
     add_set_option(r, applies_to="every run")
     r.add_argument("--dry-run", action="store_true", help="print the plan and each run's state; train nothing")
+    r.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="start this many worker processes on this machine, each with its share of the cores "
+                        "(train.num_threads = cores / N unless --set gives it); they split the runs (default 1). "
+                        "Workers on other machines sharing the study folder join by running the same command")
+    r.add_argument("--worker", default="", metavar="NAME",
+                   help="this worker's name in log lines and run claims (default: none; --workers names its own)")
+    r.add_argument("--claim-ttl", type=positive_int, default=None, metavar="SECONDS",
+                   help="seconds without a heartbeat after which another machine's claim on a run counts as dead "
+                        "(default 600; machines' clocks must agree to well within it)")
     add_progress_flag(r, deprecated=("--quiet",))
     r.set_defaults(func=_run)
 
@@ -45,7 +54,7 @@ def register(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from avsf.study.runner import plan_study, run_study
+    from avsf.study.runner import plan_study, run_study, run_workers
     from avsf.study.spec import load_study
     from avsf.study.store import run_state
 
@@ -57,6 +66,8 @@ def _run(args: argparse.Namespace) -> int:
         for p in plan:
             print(f"  {p.variant:<16} seed{p.seed}  {run_state(p.path):<8} epochs {p.cfg.train.epochs}  {p.path}")
         return 0
+    if args.workers > 1:
+        return run_workers(args.workers, _worker_args(args, out))
     outcome = run_study(
         spec,
         out,
@@ -65,11 +76,32 @@ def _run(args: argparse.Namespace) -> int:
         overrides=args.overrides,
         variants=args.variant,
         progress=False if args.no_progress else None,
+        worker=args.worker,
+        claim_ttl_s=args.claim_ttl,
     )
     if not outcome.ok:
         print(f"avsf study: {len(outcome.failed)} run(s) failed; see `avsf study status {out}`", file=sys.stderr)
         return 1
     return 0
+
+
+def _worker_args(args: argparse.Namespace, out: Path) -> list[str]:
+    """`study run` arguments of one of `--workers N` local workers: the same study, no bars
+    (N processes share the terminal), and a share of the cores unless --set gives the threads."""
+    from avsf.study.runner import worker_threads
+
+    cmd = ["study", "run", str(args.study), "--out", str(out), "--no-progress"]
+    cmd += ["--scale", args.scale] if args.scale else []
+    cmd += ["--seeds", str(args.seeds)] if args.seeds else []
+    cmd += ["--claim-ttl", str(args.claim_ttl)] if args.claim_ttl else []
+    for v in args.variant or []:
+        cmd += ["--variant", v]
+    sets = list(args.overrides)
+    if not any(s.split("=", 1)[0].strip() == "train.num_threads" for s in sets):
+        sets.append(f"train.num_threads={worker_threads(args.workers)}")
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
 
 
 def _status(args: argparse.Namespace) -> int:

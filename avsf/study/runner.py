@@ -10,14 +10,22 @@
   pretraining run (once per name and seed, into <study>/_pretrain/<name>/seed<k>/) comes first,
   and the variant's run starts from it (`train.init_from`); a variant whose pretraining run did
   not finish fails without training, naming it.
+- Several runners (workers) may share one study folder, on one machine or on many that mount
+  it: each claims a run before training it (`RunDir.claim`: flock + heartbeat lease, see
+  avsf/lease.py) and skips runs another live worker holds, or that another worker finished or
+  failed during this pass, so no run is trained twice; a run whose pretraining run another
+  worker is training waits for it. `run_workers` starts N local workers.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +54,7 @@ class StudyOutcome:
     done: list[tuple[str, int]] = field(default_factory=list)  # finished now
     skipped: list[tuple[str, int]] = field(default_factory=list)  # finished before
     failed: list[tuple[str, int, str]] = field(default_factory=list)
+    elsewhere: list[tuple[str, int]] = field(default_factory=list)  # run (or being run) by another worker
 
     @property
     def ok(self) -> bool:
@@ -86,6 +95,12 @@ def plan_study(
                 cfg.train.init_from = str(needs)
             plan.append(PlannedRun(v.name, seed, run_dir(out_dir, v.name, seed), cfg, needs))
     return plan
+
+
+def _say(msg: str) -> None:
+    """One write per line: the lines of workers sharing a terminal or a pipe never interleave."""
+    sys.stdout.write(msg + "\n")
+    sys.stdout.flush()
 
 
 def check_prepared_data(spec: StudySpec, plan: list[PlannedRun]) -> None:
@@ -213,11 +228,15 @@ def run_study(
     train_fn: TrainFn | None = None,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    worker: str = "",
+    claim_ttl_s: float | None = None,
 ) -> StudyOutcome:
-    """Run every planned variant x seed that has no result yet; see the module docstring."""
+    """Run every planned variant x seed that has no result yet and no other worker holds; see
+    the module docstring. `worker` names this runner in log lines and claims; `claim_ttl_s`:
+    seconds without a heartbeat after which a remote worker's claim counts as dead."""
     scale = scale or spec.default_scale
     out_dir = Path(out_dir) if out_dir is not None else Path("runs") / spec.name
-    log = log or (lambda msg: print(msg, flush=True))
+    log = log or _say
     progress = sys.stderr.isatty() if progress is None else progress
     train_fn = train_fn or _default_train()
 
@@ -232,22 +251,75 @@ def run_study(
     outcome = StudyOutcome(out_dir=out_dir)
     todo = [p for p in plan if not RunDir(p.path).is_done()]
     outcome.skipped = [(p.variant, p.seed) for p in plan if RunDir(p.path).is_done()]
-    log(f"study {spec.name} (scale {scale}): {len(plan)} runs, {len(outcome.skipped)} already done, "
+    me = f"{worker} " if worker else ""
+    log(f"{me}study {spec.name} (scale {scale}): {len(plan)} runs, {len(outcome.skipped)} already done, "
         f"{len(todo)} to run -> {out_dir}")
+    started = time.time()
     durations: list[float] = []
-    for i, p in enumerate(todo, 1):
-        eta = _fmt_duration(sum(durations) / len(durations) * (len(todo) - i + 1)) if durations else "unknown"
-        what = "resuming" if RunDir(p.path).state() in ("partial", "failed") else "starting"
-        log(f"[{i}/{len(todo)}] {p.variant} seed{p.seed}: {what} (study ETA {eta})")
-        dt = _run_one(p, f"[{i}/{len(todo)}]", spec, train_fn, progress, log, outcome)
+    for i, p in enumerate(_ready_in_turn(todo, worker, claim_ttl_s, log), 1):
+        tag = f"{me}[{i}/{len(todo)}]"
+        claim = RunDir(p.path).claim(worker=worker, ttl_s=claim_ttl_s)
+        if claim is None:
+            outcome.elsewhere.append((p.variant, p.seed))
+            log(f"{tag} {p.variant} seed{p.seed}: being run by {RunDir(p.path).claimed_by()}; skipped")
+            continue
+        with claim:
+            if _taken_care_of(RunDir(p.path), started):
+                outcome.elsewhere.append((p.variant, p.seed))
+                log(f"{tag} {p.variant} seed{p.seed}: finished or failed by another worker meanwhile; skipped")
+                continue
+            eta = _fmt_duration(sum(durations) / len(durations) * (len(todo) - i + 1)) if durations else "unknown"
+            what = "resuming" if RunDir(p.path).state() in ("partial", "failed") else "starting"
+            log(f"{tag} {p.variant} seed{p.seed}: {what} (study ETA {eta})")
+            dt = _run_one(p, tag, spec, train_fn, progress, log, outcome)
         if dt is not None:
             durations.append(dt)
 
-    log(f"study {spec.name}: {len(outcome.done)} finished now, {len(outcome.skipped)} finished before, "
-        f"{len(outcome.failed)} failed")
+    log(f"{me}study {spec.name}: {len(outcome.done)} finished now, {len(outcome.skipped)} finished before, "
+        f"{len(outcome.elsewhere)} left to other workers, {len(outcome.failed)} failed")
     for v, s, msg in outcome.failed:
         log(f"  failed: {v} seed{s}: {msg} (details in {run_dir(out_dir, v, s) / FAILED_FILE})")
     return outcome
+
+
+WAIT_S = 5.0
+"""Seconds between looks at a pretraining run another worker is training."""
+
+
+def _held_elsewhere(path: Path, worker: str, ttl_s: float | None) -> bool:
+    """Another live worker holds the claim on the run at `path` (tried, and given back at once)."""
+    claim = RunDir(path).claim(worker=worker, ttl_s=ttl_s)
+    if claim is None:
+        return True
+    claim.release()
+    return False
+
+
+def _ready_in_turn(todo: list[PlannedRun], worker: str, ttl_s: float | None,
+                   log: Callable[[str], None]) -> Iterator[PlannedRun]:
+    """The runs in plan order, except that a run whose pretraining run another worker is still
+    training waits (later runs go first; when only waiting runs are left, look again every
+    WAIT_S). A pretraining run nobody holds is not waited for: the run then fails, naming it."""
+    pending = list(todo)
+    waited = 0  # runs put back since one was handed out
+    while pending:
+        p = pending.pop(0)
+        if p.needs is not None and not RunDir(p.needs).is_done() and _held_elsewhere(p.needs, worker, ttl_s):
+            pending.append(p)
+            waited += 1
+            if waited >= len(pending):
+                log(f"{p.variant} seed{p.seed}: waiting for its pretraining run ({RunDir(p.needs).claimed_by()})")
+                time.sleep(WAIT_S)
+                waited = 0
+            continue
+        waited = 0
+        yield p
+
+
+def _taken_care_of(run: RunDir, started: float) -> bool:
+    """Finished since this worker planned, or failed during this pass (by another worker: a
+    failure is retried by the next `avsf study run`, not by a second worker now)."""
+    return run.is_done() or run.failed_since(started)
 
 
 # ----------------------------------------------------------------------------- status
@@ -282,3 +354,32 @@ def format_status(study_dir: str | Path) -> str:
                + (f"; pretraining runs: {sum(r.state == 'done' for r in pre_runs)} of {len(pre_runs)} done"
                   if pre_runs else ""))
     return "\n".join(out)
+
+
+# ----------------------------------------------------------------------------- local workers
+def worker_threads(n: int) -> int:
+    """Intra-op threads per worker when `n` share this machine: its cores split evenly."""
+    return max(1, (os.cpu_count() or 1) // n)
+
+
+def run_workers(n: int, child_args: list[str], *, log: Callable[[str], None] | None = None) -> int:
+    """Start `n` worker processes `python -m avsf <child_args> --worker wK` on this machine and
+    wait for all of them; returns 0 when every worker succeeded, else 1. The workers split the
+    study by claims (see the module docstring); their log lines carry their names. ^C stops them
+    all (each leaves its run resumable)."""
+    log = log or _say
+    log(f"starting {n} workers: avsf {' '.join(child_args)}")
+    procs = [subprocess.Popen([sys.executable, "-m", "avsf", *child_args, "--worker", f"w{k}"])
+             for k in range(1, n + 1)]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            p.wait()
+        raise
+    bad = [f"w{k} exited {c}" for k, c in enumerate(codes, 1) if c != 0]
+    if bad:
+        log("workers: " + ", ".join(bad))
+    return 1 if bad else 0

@@ -266,6 +266,10 @@ class _Trainer:
             if self.info.main:  # said even without progress output: what the run starts from
                 print(f"avsf train: train.init_from: {report}", file=sys.stderr, flush=True)
         apply_freezing(model, cfg)
+        if cfg.train.compile:  # in place: parameter names, checkpoints and the optimizer's groups unchanged
+            from avsf.model import compile_model
+
+            compile_model(model)
         self.model = model
         self.optimizer = torch.optim.SGD(param_groups(model, cfg), lr=cfg.train.warmup_start_lr,
                                          momentum=cfg.train.momentum)
