@@ -71,11 +71,14 @@ def objective_names() -> tuple[str, ...]:
     return ("task", *OBJECTIVES)
 
 
-def synth_scale_names() -> tuple[str, ...]:
-    """The built-in synthetic benchmark's sizes (`data.synth_scale`), from the generator itself."""
-    from avsf.data.synth import SYNTH_SCALES
+SYNTH_SCALE_NAMES = ("tiny", "small", "gpu")
+"""The built-in synthetic benchmark's sizes (`data.synth_scale`). Named here rather than read from
+avsf.data.synth so the config depends on no other avsf package; tests/test_synth_benchmark.py
+checks that the generator defines exactly these."""
 
-    return tuple(SYNTH_SCALES)
+
+def synth_scale_names() -> tuple[str, ...]:
+    return SYNTH_SCALE_NAMES
 
 
 def _fusion_audio_target(m: "ModelConfig") -> int | None:

@@ -70,3 +70,9 @@ def test_competition_picture_is_a_moving_dot_on_a_static_background():
 def test_every_group_is_present_and_names_are_unique():
     assert set(synth.class_groups()) == {"visual", "audio", "sync", "competition"}
     assert len(set(synth.class_names())) == len(synth.CLASSES)
+
+
+def test_the_config_names_exactly_the_generators_scales():
+    from avsf.config import SYNTH_SCALE_NAMES
+
+    assert tuple(synth.SYNTH_SCALES) == SYNTH_SCALE_NAMES

@@ -449,7 +449,7 @@ class BoxAnnotations:
             for i, labels in enumerate(gt.labels):
                 y[i, labels] = 1.0
             return gt.boxes, y, np.ones(len(gt.labels))
-        from avsf.eval.metrics import box_iou
+        from avsf.boxes import box_iou
 
         found = self.detected.get(self.key(row), [])
         boxes = np.array([b for b, _ in found], dtype=np.float64).reshape(-1, 4)

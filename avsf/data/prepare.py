@@ -49,7 +49,6 @@ def _fail(reason: str) -> dict:
 def prepare_one(src: SourceRow, out_dir: Path) -> dict:
     """Prepare one file; returns {"ok": True, "row": {...}, "has_audio": bool} or {"ok": False, "reason"}."""
     import av
-    import soundfile as sf
 
     name = _out_name(src)
     vdst, adst, meta = out_dir / "videos" / f"{name}.webm", out_dir / "audio" / f"{name}.flac", out_dir / "done" / f"{name}.json"
@@ -97,39 +96,53 @@ def prepare_one(src: SourceRow, out_dir: Path) -> dict:
         return _fail(f"could not decode ({type(e).__name__}: {e})")
     n = len(frames)
     duration = n / fps
-    vdst.parent.mkdir(parents=True, exist_ok=True)
-    adst.parent.mkdir(parents=True, exist_ok=True)
-    meta.parent.mkdir(parents=True, exist_ok=True)
-    tmp = vdst.with_name(vdst.name + ".tmp.webm")
-    if copy:
-        shutil.copyfile(p, tmp)
-        h, w = probe_size(p)
+    for d in (vdst, adst, meta):
+        d.parent.mkdir(parents=True, exist_ok=True)
+    h, w, codec = _write_video(p, vdst, frames, fps, codec if copy else None)
+    _write_audio(adst, audio, int(round(duration * SAMPLE_RATE)), t0 if src.start is not None else None)
+    result = {"ok": True, "has_audio": bool(audio), "row": {
+        "path": f"videos/{vdst.name}", "audio": f"audio/{adst.name}", "duration": f"{duration:.4f}",
+        "fps": f"{fps:.4f}", "has_audio": int(bool(audio)), "height": h, "width": w, "codec": codec}}
+    meta.write_text(json.dumps(result))
+    return result
+
+
+def _write_video(src: Path, dst: Path, frames: list, fps: float, copy_codec: str | None) -> tuple[int, int, str]:
+    """The video file: the source copied as is (`copy_codec` names its codec), or the decoded
+    frames re-encoded as VP9. Returns (height, width, codec)."""
+    tmp = dst.with_name(dst.name + ".tmp.webm")
+    if copy_codec is not None:
+        shutil.copyfile(src, tmp)
+        h, w = probe_size(src)
+        codec = copy_codec
     else:
-        codec = "vp9"
         from avsf.data.synth import encode_clip
 
         arr = np.stack(frames)
         h, w = arr.shape[1] // 2 * 2, arr.shape[2] // 2 * 2  # yuv420p wants even sizes
         encode_clip(tmp, arr[:, :h, :w], np.zeros(0, np.float32), int(round(fps)) if abs(fps - round(fps)) < 1e-3 else fps,
                     with_audio=False)
-    tmp.replace(vdst)
-    n_samples = int(round(duration * SAMPLE_RATE))
+        codec = "vp9"
+    tmp.replace(dst)
+    return h, w, codec
+
+
+def _write_audio(dst: Path, audio: list, n_samples: int, t0: float | None) -> None:
+    """The 16 kHz mono FLAC sidecar of `n_samples` (silence without an audio stream): the decoded
+    (time, samples) chunks from `t0` (a clip's start) or from the start of the stream."""
+    import soundfile as sf
+
     if audio:
         start_s = audio[0][0] if audio[0][0] is not None else 0.0
         sig = np.concatenate([a for _, a in audio]).astype(np.float32)
-        off = int(round((t0 - max(start_s, 0.0)) * SAMPLE_RATE)) if src.start is not None else 0
+        off = int(round((t0 - max(start_s, 0.0)) * SAMPLE_RATE)) if t0 is not None else 0
         sig = sig[max(off, 0):][:n_samples]
         sig = np.pad(sig, (0, max(0, n_samples - len(sig))))
     else:
         sig = np.zeros(n_samples, np.float32)
-    atmp = adst.with_name(adst.name + ".tmp")
-    sf.write(str(atmp), np.clip(sig, -1, 1), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
-    atmp.replace(adst)
-    result = {"ok": True, "has_audio": bool(audio), "row": {
-        "path": f"videos/{vdst.name}", "audio": f"audio/{adst.name}", "duration": f"{duration:.4f}",
-        "fps": f"{fps:.4f}", "has_audio": int(bool(audio)), "height": h, "width": w, "codec": codec}}
-    meta.write_text(json.dumps(result))
-    return result
+    tmp = dst.with_name(dst.name + ".tmp")
+    sf.write(str(tmp), np.clip(sig, -1, 1), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    tmp.replace(dst)
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
