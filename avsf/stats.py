@@ -188,14 +188,22 @@ def _stretch(df: float, alpha: float) -> float:
     return float(_sps.t.ppf(1 - alpha / 2, df) / _sps.norm.ppf(1 - alpha / 2))
 
 
-def interval(estimate: float, reps: np.ndarray, alpha: float = ALPHA, df: float = math.inf) -> Interval:
-    """Percentile interval of the replicates, widened about the estimate by t_df / z."""
+def interval(estimate: float, reps: np.ndarray, alpha: float = ALPHA, df: float = math.inf,
+             bounds: tuple[float, float] = (-math.inf, math.inf)) -> Interval:
+    """Percentile interval of the replicates, widened about the estimate by t_df / z, then cut
+    to the metric's range `bounds` (an accuracy lies in [0, 1], a difference of two in [-1, 1]:
+    the widening for few seeds would otherwise reach past them)."""
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
         return Interval(float(estimate), math.nan, math.nan)
     lo, hi = np.percentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     k = _stretch(df, alpha)
-    return Interval(float(estimate), float(estimate - k * (estimate - lo)), float(estimate + k * (hi - estimate)))
+    low, high = estimate - k * (estimate - lo), estimate + k * (hi - estimate)
+    return Interval(float(estimate), float(max(low, bounds[0])), float(min(high, bounds[1])))
+
+
+UNIT = (0.0, 1.0)  # the range of every metric here: accuracies and APs are fractions
+DIFF = (-1.0, 1.0)
 
 
 def p_value(estimate: float, se: float, df: float = math.inf) -> float:
@@ -317,9 +325,9 @@ def compare(stat: Stat, n_seeds: int, n_clips: int, *, n_boot: int = N_BOOT, see
         se = float(np.nanstd(d.values, ddof=1)) if np.isfinite(d.values).sum() > 1 else math.nan
         seed_diffs = tuple(float(x) for x in full[0, g] - full[1, g])
         out.append(Comparison(
-            variant=interval(full[0, g].mean(), a.values, alpha, float(a.df)),
-            baseline=interval(full[1, g].mean(), b.values, alpha, float(b.df)),
-            diff=interval(est, d.values, alpha, df),
+            variant=interval(full[0, g].mean(), a.values, alpha, float(a.df), UNIT),
+            baseline=interval(full[1, g].mean(), b.values, alpha, float(b.df), UNIT),
+            diff=interval(est, d.values, alpha, df, DIFF),
             p_value=p_value(est, se, df),
             se=se,
             mdd=mdd(se, alpha, df=df) if math.isfinite(se) else math.nan,
@@ -340,7 +348,7 @@ def estimate(stat: Stat, n_seeds: int, n_clips: int, *, n_boot: int = N_BOOT, se
     out = []
     for g in range(full.shape[0]):
         r = combine(full[g], drawn[g], seed_draws)
-        out.append(interval(full[g].mean(), r.values, alpha, float(r.df)))
+        out.append(interval(full[g].mean(), r.values, alpha, float(r.df), UNIT))
     return out
 
 

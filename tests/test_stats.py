@@ -175,3 +175,14 @@ def test_direction_needs_p_and_interval_to_agree():
     c = st.Comparison(variant=iv, baseline=iv, diff=st.Interval(0.3, 0.05, 0.6), p_value=0.03, se=0.1, mdd=0.3,
                       seed_diffs=(0.3,), p_seed=1.0, n_seeds=1, n_clips=10)
     assert c.direction() == 1
+
+
+def test_intervals_stay_inside_the_metrics_range():
+    import numpy as np
+
+    from avsf import stats as st
+
+    reps = np.array([0.9, 0.95, 1.0, 1.0, 1.0])
+    iv = st.interval(0.98, reps, df=2, bounds=st.UNIT)  # t with 2 df widens past 1 unless cut
+    assert iv.high == 1.0 and 0.0 <= iv.low < 0.98
+    assert st.interval(0.98, reps, df=2).high > 1.0  # what the cut prevents
