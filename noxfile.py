@@ -2,7 +2,7 @@
 
     nox -s study_droppathway          # install, generate synthetic data, run the study, report
     nox -s study_droppathway -- --scale tiny --seeds 1   # arguments after -- go to `avsf study run`
-    nox -s study_droppathway -- --workers 2              # N local worker processes split the runs
+    nox -s study_droppathway -- --workers 1              # one process (default: one worker per core)
     nox -s tests                      # the test suite (CI)
     nox -s report                     # rebuild every report from runs/
     nox -s bench                      # pytest-benchmark suites -> reports/bench/ (+ .benchmarks/ history)
@@ -47,7 +47,10 @@ def _make_study_session(path: Path) -> None:
     def study(session: nox.Session) -> None:
         session.install("-e", ".")
         # The trainer generates the built-in synthetic data on first use (a few minutes once).
-        session.run("avsf", "study", "run", f"studies/{name}.toml", *session.posargs)
+        # One single-threaded worker per core unless the caller says otherwise: on 2 cores two
+        # workers finish a small-scale study ~1.4x sooner than one run using both (docs/studies.md).
+        workers = [] if any(a.startswith("--workers") for a in session.posargs) else ["--workers", "auto"]
+        session.run("avsf", "study", "run", f"studies/{name}.toml", *workers, *session.posargs)
         session.run("avsf", "report", f"runs/{name}")
         session.log(f"report: reports/{name}/summary.md")
 

@@ -182,3 +182,19 @@ def test_a_run_waits_while_another_worker_trains_its_pretraining_run(tmp_path, m
     assert trained == ["ssl/avs/seed0"] and not outcome.failed, lines  # not failed for a pretraining run in progress
     assert outcome.elsewhere == [("_pretrain/avs", 0)] and outcome.done == [("avs", 0)]
     assert any("waiting for its pretraining run (pre (pid" in line for line in lines), lines
+
+
+def test_workers_auto_is_one_per_usable_core_and_bad_values_are_refused(monkeypatch, capsys):
+    import argparse
+
+    import avsf.cli.study as cli
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert cli._workers("auto") == 3 and cli._workers("2") == 2
+    for bad in ("0", "many"):
+        try:
+            cli._workers(bad)
+        except argparse.ArgumentTypeError as e:
+            assert repr(bad) in str(e)
+        else:
+            raise AssertionError(f"--workers {bad} was accepted")

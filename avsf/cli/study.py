@@ -27,9 +27,10 @@ def register(sub) -> None:
     r.add_argument("--variant", action="append", default=None, help="run only this variant (repeatable)")
     add_set_option(r, applies_to="every run")
     r.add_argument("--dry-run", action="store_true", help="print the plan and each run's state; train nothing")
-    r.add_argument("--workers", type=positive_int, default=1, metavar="N",
+    r.add_argument("--workers", type=_workers, default=1, metavar="N|auto",
                    help="start this many worker processes on this machine, each with its share of the cores "
-                        "(train.num_threads = cores / N unless --set gives it); they split the runs (default 1). "
+                        "(train.num_threads = cores / N unless --set gives it); they split the runs (default 1; "
+                        "auto: one per usable core, what `nox -s study_<name>` passes). "
                         "Workers on other machines sharing the study folder join by running the same command")
     r.add_argument("--worker", default="", metavar="NAME",
                    help="this worker's name in log lines and run claims (default: none; --workers names its own)")
@@ -51,6 +52,19 @@ def register(sub) -> None:
     ls.add_argument("folder", nargs="?", type=Path, default=Path("studies"),
                     help="folder holding the study files (default: studies)")
     ls.set_defaults(func=_list)
+
+
+def _workers(text: str) -> int:
+    """`--workers`: a positive integer, or `auto` = the cores this process may use (one
+    single-threaded run per core is the fastest split measured at the small scale, docs/studies.md)."""
+    if text == "auto":
+        import os
+
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return positive_int(text)
+
+
+_workers.__name__ = "'auto' or an integer >= 1"
 
 
 def _run(args: argparse.Namespace) -> int:
