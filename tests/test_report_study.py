@@ -160,6 +160,8 @@ def test_provenance_is_recorded_and_mixed_commits_warned(report):
     assert "5 runs at commit abc1234def" in section and "1 run at commit fedcba9876" in section
     assert "**Warning:** the runs came from 2 different commits" in section
     assert "uncommitted changes (pd0.5 seed0)" in section
+    assert ("Time: the runs spanned 1.0 min of wall time" in section
+            and "6.0 min of training + testing summed over runs, on test." in section)
 
 
 def test_report_regenerates_identically_from_runs_alone(study, report, tmp_path):

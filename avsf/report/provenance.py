@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 
@@ -32,6 +33,20 @@ class RunsProvenance:
     versions: Counter = field(default_factory=Counter)
     dirty: list[str] = field(default_factory=list)  # "variant seedK" of runs from a modified tree
     unrecorded: list[str] = field(default_factory=list)  # finished runs without provenance
+    hosts: Counter = field(default_factory=Counter)  # host -> runs
+    compute_s: float = 0.0  # train + test seconds summed over the runs
+    first_start: float | None = None  # epoch seconds: the earliest run's training start
+    last_end: float | None = None  # the latest result
+
+    def time_text(self) -> str | None:
+        """ "the runs spanned 18.2 min of wall time (first training start to last result), 31.0
+        min of training + testing summed over runs, on vm" or None when nothing was recorded."""
+        if self.first_start is None or self.last_end is None:
+            return None
+        hosts = ", ".join(h for h, _ in self.hosts.most_common())
+        return (f"the runs spanned {(self.last_end - self.first_start) / 60:.1f} min of wall time (first training "
+                f"start to last result; data generation and model building before the first run not included), "
+                f"{self.compute_s / 60:.1f} min of training + testing summed over runs, on {hosts}")
 
     def warnings(self) -> list[str]:
         out = []
@@ -62,4 +77,19 @@ def runs_provenance(runs: list[Any]) -> RunsProvenance:
         out.versions[str(p.get("avsf_version") or "?")] += 1
         if p.get("git_dirty"):
             out.dirty.append(name)
+        out.hosts[str(p.get("host") or "?")] += 1
+        _add_time(out, p, r.result)
     return out
+
+
+def _add_time(out: RunsProvenance, p: dict[str, Any], result: dict[str, Any]) -> None:
+    """A run's share of the study time: its result was written at `created`, after training and
+    testing for train_time_s + test_time_s (time recorded by the trainer, not file dates)."""
+    try:
+        end = datetime.fromisoformat(str(p["created"])).timestamp()
+        spent = float(result.get("train_time_s") or 0.0) + float(result.get("test_time_s") or 0.0)
+    except (KeyError, TypeError, ValueError):
+        return
+    out.compute_s += spent
+    out.first_start = min(end - spent, out.first_start if out.first_start is not None else end - spent)
+    out.last_end = max(end, out.last_end if out.last_end is not None else end)

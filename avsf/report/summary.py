@@ -259,6 +259,9 @@ def provenance_section(data: ReportData) -> list[str]:
         lines.append("Runs: " + "; ".join(
             f"{n} run{'s' if n != 1 else ''} at commit {c[:10] if c else 'unknown'}" for c, n in rp.commits.most_common())
             + (f" (avsf {', '.join(sorted(rp.versions))})" if rp.versions else "") + ".")
+    time = rp.time_text()
+    if time:
+        lines.append(f"Time: {time}.")
     lines += [f"**Warning:** {w}." for w in rp.warnings()]
     return lines + [""]
 
