@@ -98,6 +98,20 @@ class Lease:
             return "another worker"
         return f"{lease.get('worker') or 'a worker'} (pid {lease.get('pid')} on {lease.get('host')})"
 
+    @staticmethod
+    def is_live(path: str | Path) -> bool:
+        """A claim is at `path` and its holder's heartbeat is within its ttl (for estimates
+        only: whether a claim can be taken is decided by taking it)."""
+        try:
+            with open(path) as f:
+                lease = _read(f)
+        except OSError:
+            return False
+        try:
+            return bool(lease) and time.time() - float(lease["heartbeat"]) < float(lease["ttl_s"])
+        except (KeyError, TypeError, ValueError):
+            return False
+
     # -- keeping it
     def _write(self) -> None:
         data = json.dumps({"host": self.host, "pid": os.getpid(), "worker": self.worker, "since": self.since,

@@ -444,6 +444,12 @@ class RunDir:
 
         return Lease.holder(self.path / CLAIM_FILE)
 
+    def is_claimed(self) -> bool:
+        """A live worker holds the claim (a heartbeat within its ttl)."""
+        from avsf.lease import Lease
+
+        return Lease.is_live(self.path / CLAIM_FILE)
+
     def ensure_writable(self) -> None:
         """Create the folder; an unwritable one is a clear error before any work."""
         try:

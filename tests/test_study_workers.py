@@ -198,3 +198,21 @@ def test_workers_auto_is_one_per_usable_core_and_bad_values_are_refused(monkeypa
             assert repr(bad) in str(e)
         else:
             raise AssertionError(f"--workers {bad} was accepted")
+
+
+def test_the_study_eta_counts_runs_left_and_shares_them_among_the_live_workers(tmp_path):
+    from types import SimpleNamespace
+
+    from avsf.run import RunDir
+    from avsf.study.runner import _study_eta
+
+    todo = [SimpleNamespace(path=tmp_path / f"r{k}") for k in range(5)]
+    RunDir(todo[0].path).write_result({"top1": 0.5})  # finished: not left
+    held = RunDir(todo[2].path).claim(worker="other")  # another worker trains it now
+    try:
+        # left: r1 (this one), r2, r3, r4 -> 4 runs over 2 workers = 2 rounds of 60 s
+        assert _study_eta([50.0, 70.0], todo, todo[1]) == "2m00s"
+    finally:
+        held.release()
+    assert _study_eta([60.0], todo, todo[1]) == "4m00s"  # alone again: 4 rounds
+    assert _study_eta([], todo, todo[1]) == "unknown"

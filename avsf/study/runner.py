@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -268,7 +269,7 @@ def run_study(
                 outcome.elsewhere.append((p.variant, p.seed))
                 log(f"{tag} {p.variant} seed{p.seed}: finished or failed by another worker meanwhile; skipped")
                 continue
-            eta = _fmt_duration(sum(durations) / len(durations) * (len(todo) - i + 1)) if durations else "unknown"
+            eta = _study_eta(durations, todo, p)
             what = "resuming" if RunDir(p.path).state() in ("partial", "failed") else "starting"
             log(f"{tag} {p.variant} seed{p.seed}: {what} (study ETA {eta})")
             dt = _run_one(p, tag, spec, train_fn, progress, log, outcome)
@@ -280,6 +281,17 @@ def run_study(
     for v, s, msg in outcome.failed:
         log(f"  failed: {v} seed{s}: {msg} (details in {run_dir(out_dir, v, s) / FAILED_FILE})")
     return outcome
+
+
+def _study_eta(durations: list[float], todo: list[PlannedRun], current: PlannedRun) -> str:
+    """Time left for the study: the runs not yet finished (this one included) at this worker's
+    mean run time, shared among the workers now training (this one and the live claims on other
+    runs), a round of runs at a time."""
+    if not durations:
+        return "unknown"
+    left = [q for q in todo if not RunDir(q.path).is_done()]
+    workers = 1 + sum(1 for q in left if q is not current and RunDir(q.path).is_claimed())
+    return _fmt_duration(sum(durations) / len(durations) * math.ceil(len(left) / workers))
 
 
 WAIT_S = 5.0
