@@ -4,7 +4,9 @@ libraries, the machine and the time. result.json carries it as `provenance`; rep
     {"avsf_version", "git_commit", "git_dirty", "torch", "python", "host", "created"}
 
 `git_commit` / `git_dirty` are None when avsf does not run from a git checkout (an installed
-wheel) or git is missing.
+wheel) or git is missing. `git_dirty` looks at the files that make numbers (CODE_PATHS), not at
+docs or at reports/: regenerating a committed report rewrites its own files, which must not
+mark the new report as coming from modified code.
 """
 
 from __future__ import annotations
@@ -27,13 +29,17 @@ def _git(*args: str) -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
+CODE_PATHS = ("avsf", "studies", "bench", "pyproject.toml", "noxfile.py")
+"""Paths (from the repository root) whose uncommitted changes make `git_dirty` true."""
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict[str, Any]:
     """avsf version, git commit and dirty flag of the code this process runs (read once)."""
     from avsf import __version__
 
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS) if commit else None
     return {
         "avsf_version": __version__,
         "git_commit": commit.strip() if commit else None,

@@ -190,3 +190,22 @@ def test_result_records_provenance(tmp_path):
     assert prov["torch"] == torch.__version__
     assert prov["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}", prov["git_commit"])
     assert RunDir(tmp_path / "run").read_result()["provenance"] == prov
+
+
+def test_git_dirty_counts_code_changes_not_reports(tmp_path, monkeypatch):
+    import avsf.provenance as prov
+
+    seen = []
+
+    def fake_git(*args):
+        seen.append(args)
+        return "abc\n" if args[0] == "rev-parse" else ""
+
+    monkeypatch.setattr(prov, "_git", fake_git)
+    prov.code_version.cache_clear()
+    try:
+        assert prov.code_version()["git_dirty"] is False
+    finally:
+        prov.code_version.cache_clear()
+    status = next(a for a in seen if a[0] == "status")
+    assert status[status.index("--") + 1:] == prov.CODE_PATHS and "reports" not in status
