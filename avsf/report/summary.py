@@ -209,6 +209,32 @@ def group_stats_table(data: ReportData) -> str | None:
     return "\n".join(lines)
 
 
+def chance_lines(data: ReportData) -> list[str]:
+    """Per class group: which variants are above chance within the group (1/k for its k classes:
+    a model that knows a clip's group but nothing finer), with 95 % confidence (the interval's
+    lower end above it). The question the synchrony classes ask: does any variant tell in-sync
+    from out-of-sync at all?"""
+    ev = data.evidence
+    if ev is None or ev.kind != "single":
+        return []
+    out = []
+    for key in ev.keys:
+        group = key[5:] if key.startswith("top1_") else ""
+        if group not in ev.groups or len(ev.groups[group]) < 2:
+            continue
+        chance = 1.0 / len(ev.groups[group])
+        above = [row for row in data.rows
+                 if (iv := ev.variants[row.name].interval.get(key)) is not None and iv.low > chance]
+        names = ", ".join(f"{row.label} ({fmt_ci(ev.variants[row.name].interval[key])})" for row in above)
+        out.append(f"- {group} ({len(ev.groups[group])} classes, chance {100 * chance:.0f} %): "
+                   + (f"above chance: {names}." if above else "no variant is above chance with 95 % confidence."))
+    if not out:
+        return []
+    return ["Above chance within each group, with 95 % confidence (the interval's lower end above 1/k, k the "
+            "group's classes: the accuracy of a model that knows a clip's group and nothing finer):", "",
+            *out, ""]
+
+
 def statistics_section(data: ReportData) -> list[str]:
     ev = data.evidence
     if ev is None:
@@ -223,6 +249,7 @@ def statistics_section(data: ReportData) -> list[str]:
         part = "Per class group" if any(k[5:] in ev.groups for k in ev.keys if k.startswith("top1_")) else "Per head"
         lines += [f"### {part}", "", "Each cell: the variant's accuracy [95 % interval]; Δ and p against the "
                   "baseline.", "", gt, ""]
+        lines += chance_lines(data)
     if ev.missing:
         lines += [f"Left out of the statistics (no predictions.json): {', '.join(ev.missing)}.", ""]
     lines += [f"Note: {n}." for n in ev.notes] + ([""] if ev.notes else [])
