@@ -362,3 +362,15 @@ def test_unicode_in_a_study_compiles(study, tmp_path):
     proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "pdtest_standalone.tex"],
                           cwd=out, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_the_summary_names_the_variants_above_chance_in_each_class_group(report):
+    out, _ = report
+    md = (out / "summary.md").read_text()
+    lines = {line.split(" (")[0][2:]: line for line in md.splitlines()
+             if line.startswith("- ") and "classes, chance" in line}
+    assert set(lines) == {"visual", "audio", "sync"}  # the fake study's groups, 2 classes each
+    assert "chance 50 %" in lines["sync"]
+    # the fake's sync accuracy grows with Pd (about 60 % at Pd 0, 82 % at 0.8): only the high ones are surely above 50
+    assert "above chance: Pd = 0.5 (" in lines["sync"] and "Pd = 0.8 (" in lines["sync"]
+    assert "Pd = - (" not in lines["sync"]

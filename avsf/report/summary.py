@@ -225,7 +225,7 @@ def chance_lines(data: ReportData) -> list[str]:
         chance = 1.0 / len(ev.groups[group])
         above = [row for row in data.rows
                  if (iv := ev.variants[row.name].interval.get(key)) is not None and iv.low > chance]
-        names = ", ".join(f"{row.label} ({fmt_ci(ev.variants[row.name].interval[key])})" for row in above)
+        names = ", ".join(f"{data.named(row)} ({fmt_ci(ev.variants[row.name].interval[key])})" for row in above)
         out.append(f"- {group} ({len(ev.groups[group])} classes, chance {100 * chance:.0f} %): "
                    + (f"above chance: {names}." if above else "no variant is above chance with 95 % confidence."))
     if not out:
