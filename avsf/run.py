@@ -16,7 +16,8 @@ reports read or write in it goes through `RunDir` (docs/architecture.md, "the ru
 
 Rules kept here once:
 - "same run": `config_diff` compares two configs, skipping `NOT_COMPARED` (keys that do not
-  change what is learned) and treating a planned `model.num_classes = 0` as "take the data's".
+  change what is learned) and `SET_BY_DATA` (verb / noun head sizes the data sets), and treating
+  a planned `model.num_classes = 0` as "take the data's".
   The trainer and the study runner both call it, so a `--set data.num_threads=1` on a resumed
   study passes both or neither.
 - A config is only binding once the folder holds progress (a checkpoint or a result): a folder
@@ -77,6 +78,12 @@ only here describe the same run."""
 
 FROM_DATA = frozenset({"model.num_classes"})
 """Keys whose value 0 means "take the dataset's" (the trainer resolves it)."""
+
+SET_BY_DATA = frozenset({"model.num_verbs", "model.num_nouns"})
+"""Keys the trainer always overwrites from a verb-noun dataset (its classes.json) and that no
+other head reads: the planned value (EPIC-100's 97 / 300 by default) is never what a run trained
+with, and `data.dataset`, which decides them, is compared. Comparing them refused every resumed
+or extended EPIC study ("model.num_nouns: 6 there, 300 now")."""
 
 RESUME_KEYS = frozenset({
     "train.base_lr",
@@ -150,7 +157,7 @@ def config_diff(existing: dict[str, Any], planned: dict[str, Any]) -> list[str]:
     a, b = flatten(existing), flatten(planned)
     diffs = []
     for k in sorted(set(a) & set(b)):
-        if k in NOT_COMPARED or k == RESUMED_WITH or (k in FROM_DATA and 0 in (a[k], b[k])):
+        if k in NOT_COMPARED or k in SET_BY_DATA or k == RESUMED_WITH or (k in FROM_DATA and 0 in (a[k], b[k])):
             continue
         if not _same_value(a[k], b[k]):
             diffs.append(f"{k}: {a[k]!r} there, {b[k]!r} now")

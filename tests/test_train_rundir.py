@@ -56,6 +56,9 @@ def test_config_diff_skips_where_and_how_fast_keys_and_data_resolved_class_count
     assert config_diff(resolved, a) == []  # planned 0: take the data's
     assert config_diff(resolved, dict(a, model=dict(a["model"], num_classes=5))) == [
         "model.num_classes: 10 there, 5 now"]
+    # an EPIC run's verb / noun heads come from its data (6 nouns there), the plan keeps EPIC-100's 300
+    epic = dict(a, model=dict(a["model"], num_verbs=4, num_nouns=6))
+    assert config_diff(epic, a) == [] and a["model"]["num_nouns"] == 300
     assert config_diff(a, _cfg(**{"train.base_lr": 0.5}).to_dict()) == ["train.base_lr: 0.05 there, 0.5 now"]
     assert config_diff(a, dict(a, train=dict(a["train"], base_lr=0.05 * (1 + 1e-12)))) == []
     old = json.loads(json.dumps(a))
