@@ -98,7 +98,8 @@ EXPECTED = {
     "fusion": ("5a", ["a-f-s", "a-fs", "av-nonlocal"]),
     "audio_channels": ("5b", ["beta1_8", "beta1_4", "beta1_2", "beta1"]),
     "avs_layers": ("5d", ["none", "res5", "res4-5", "res3-4-5"]),
-    "fusion_stages": ("6", ["slowfast", "late-ensemble", "pool5", "res4-pool5", "res3-4-pool5", "res2-3-4-pool5"]),
+    "fusion_stages": ("6", ["slowfast", "late-ensemble", "pool5", "res4-pool5", "res3-4-pool5", "res2-3-4-pool5",
+                            "pool5-pd0", "res3-4-pool5-pd0"]),
     "audio_only": ("A.3", ["audio", "slowfast", "avslowfast"]),
     "audio_kernels": ("Sec. 3.4", ["3x3", "table1", "factorised"]),
 }
@@ -131,7 +132,9 @@ def test_paper_numbers_copied_from_the_paper():
     ]
     assert dp.variant("slowfast").paper["top1"] == 75.6  # the visual-only reference (Table 6)
     fs = load_study(STUDIES / "fusion_stages.toml")
-    assert [v.paper.get("gflops") for v in fs.variants] == [36.1, None, 38.4, 39.1, 39.8, 40.2]
+    # the paper rows, then the two "Pd 0" mechanism checks (not paper rows: no numbers)
+    assert [v.paper.get("gflops") for v in fs.variants] == [36.1, None, 38.4, 39.1, 39.8, 40.2, None, None]
+    assert [v.reference for v in fs.variants[-2:]] == [True, True]
     assert fs.baseline_variant().name == "slowfast"
     b = load_study(STUDIES / "audio_channels.toml")
     assert [v.set["model.beta_a"] for v in b.variants] == [1 / 8, 1 / 4, 1 / 2, 1.0]
