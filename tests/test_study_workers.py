@@ -138,6 +138,7 @@ def test_workers_get_their_share_of_the_cores_and_the_same_arguments(tmp_path, m
     seen = {}
     monkeypatch.setattr(runner, "run_workers", lambda n, args: seen.update(n=n, args=args) or 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     (tmp_path / "split.toml").write_text(STUDY)
     from avsf.cli import main
 

@@ -58,9 +58,9 @@ def _workers(text: str) -> int:
     """`--workers`: a positive integer, or `auto` = the cores this process may use (one
     single-threaded run per core is the fastest split measured at the small scale, docs/studies.md)."""
     if text == "auto":
-        import os
+        from avsf.study.runner import usable_cores
 
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return usable_cores()
     return positive_int(text)
 
 

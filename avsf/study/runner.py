@@ -369,9 +369,17 @@ def format_status(study_dir: str | Path) -> str:
 
 
 # ----------------------------------------------------------------------------- local workers
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one, as in a
+    container or under taskset), else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def worker_threads(n: int) -> int:
-    """Intra-op threads per worker when `n` share this machine: its cores split evenly."""
-    return max(1, (os.cpu_count() or 1) // n)
+    """Intra-op threads per worker when `n` share this machine: its usable cores split evenly."""
+    return max(1, usable_cores() // n)
 
 
 def run_workers(n: int, child_args: list[str], *, log: Callable[[str], None] | None = None) -> int:
