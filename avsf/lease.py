@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 TTL_S = 600.0
 SETTLE_S = 0.5
@@ -46,6 +46,15 @@ def _age(lease: dict[str, Any] | None, f: IO[str]) -> float:
     if not isinstance(beat, (int, float)):
         beat = os.fstat(f.fileno()).st_mtime
     return time.time() - float(beat)
+
+
+def _peek(path: str | Path, look: Callable[[dict[str, Any] | None, IO[str]], Any]) -> Any:
+    """`look(lease, file)` on the claim file at `path` without taking it; None when there is none."""
+    try:
+        with open(path) as f:
+            return look(_read(f), f)
+    except OSError:
+        return None
 
 
 class Lease:
@@ -89,28 +98,21 @@ class Lease:
     @staticmethod
     def holder(path: str | Path) -> str:
         """Who holds the claim at `path`, in words (for log lines)."""
-        try:
-            with open(path) as f:
-                lease = _read(f)
-        except OSError:
-            return "another worker"
+        lease = _peek(path, lambda lease, f: lease)
         if not lease:
             return "another worker"
         return f"{lease.get('worker') or 'a worker'} (pid {lease.get('pid')} on {lease.get('host')})"
 
     @staticmethod
     def is_live(path: str | Path) -> bool:
-        """A claim is at `path` and its holder's heartbeat is within its ttl (for estimates
-        only: whether a claim can be taken is decided by taking it)."""
-        try:
-            with open(path) as f:
-                lease = _read(f)
-        except OSError:
-            return False
-        try:
-            return bool(lease) and time.time() - float(lease["heartbeat"]) < float(lease["ttl_s"])
-        except (KeyError, TypeError, ValueError):
-            return False
+        """A claim is at `path` and not stale by `acquire`'s rule (its heartbeat, or the file's
+        mtime, within the lease's ttl). For estimates only: whether a claim can be taken is
+        decided by taking it."""
+        def live(lease: dict[str, Any] | None, f: IO[str]) -> bool:
+            ttl = lease.get("ttl_s") if lease else None
+            return _age(lease, f) <= (float(ttl) if isinstance(ttl, (int, float)) else TTL_S)
+
+        return bool(_peek(path, live))
 
     # -- keeping it
     def _write(self) -> None:
