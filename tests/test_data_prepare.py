@@ -138,3 +138,10 @@ def test_cli_synth_and_preview(tmp_path):
     assert main(["data", "preview", "--manifest", str(tmp_path / "s" / "val.csv"), "--loader", "reference",
                  "--scale", "tiny", "--out", str(tmp_path / "png"), "-n", "2"]) == 0
     assert len(list((tmp_path / "png").glob("*.png"))) == 2
+
+
+def test_worker_processes_are_never_forked_from_a_threaded_parent():
+    # A forked child inherits locks other threads held at fork time; CI once hung 80 minutes so.
+    from avsf.data.pools import worker_context
+
+    assert worker_context().get_start_method() in ("forkserver", "spawn")

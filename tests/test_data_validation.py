@@ -4,6 +4,7 @@ string labels), prepare (dead workers, duplicates and conflicting labels, a full
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import subprocess
 from pathlib import Path
@@ -132,6 +133,9 @@ def _crash_on_marked(monkeypatch, how):
         return real(src, out_dir)
 
     monkeypatch.setattr(P, "prepare_one", maybe_die)
+    # Fork here, so the workers inherit the patch; the death handling under test does not depend on
+    # the start method (prepare itself uses avsf.data.pools, which never forks).
+    monkeypatch.setattr(P, "worker_context", lambda: multiprocessing.get_context("fork"))
 
 
 @pytest.mark.parametrize("how, said", [(lambda: os._exit(3), "exited with status 3"),

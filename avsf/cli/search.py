@@ -45,16 +45,21 @@ def main(args: argparse.Namespace) -> int:
     spec = load_search(args.spec)
     # A scheduler's SIGTERM (preemption) ends the worker like Ctrl-C: its running trial is
     # failed and re-queued at once instead of waiting out the heartbeat grace period.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    res = run_search(
-        spec,
-        scale=args.scale,
-        trials=args.trials,
-        storage=args.storage,
-        out=args.out,
-        overrides=args.overrides,
-        progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
-    )
+    # The previous handler comes back afterwards: main() also runs inside longer processes (tests,
+    # notebooks), whose later children would otherwise inherit this one.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        res = run_search(
+            spec,
+            scale=args.scale,
+            trials=args.trials,
+            storage=args.storage,
+            out=args.out,
+            overrides=args.overrides,
+            progress=not (args.no_progress or args.json) and sys.stderr.isatty(),
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(format_summary(res.summary), file=sys.stderr if args.json else sys.stdout, flush=True)
     if args.json:
         print(json.dumps(res.summary, default=str), flush=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import shutil
 from collections import deque
@@ -30,6 +29,7 @@ import numpy as np
 from avsf.data.errors import ManifestError, PrepareError
 from avsf.data.formats import Source
 from avsf.data.manifest import SourceRow, write_manifest
+from avsf.data.pools import worker_context
 from avsf.data.reference import probe_size
 
 SAMPLE_RATE = 16000
@@ -183,12 +183,12 @@ def _death(code: int | None) -> str:
 
 
 class WorkerPool:
-    """Fork-started worker processes, each given one row at a time over its own pipe. Unlike
+    """Worker processes (avsf.data.pools start method), each given one row at a time over its own pipe. Unlike
     multiprocessing.Pool, a worker that dies is noticed (its process sentinel fires): the row it held
     is reported failed and a fresh worker takes its place, so prepare always finishes."""
 
     def __init__(self, workers: int, out_dir: Path):
-        self.ctx, self.out_dir, self.size = mp.get_context("fork"), out_dir, workers
+        self.ctx, self.out_dir, self.size = worker_context(), out_dir, workers
         self.idle: list = []
         self.busy: dict = {}  # conn -> (process, job index)
 

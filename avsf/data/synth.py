@@ -42,13 +42,13 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from avsf.data.pools import worker_context
 
 VERSION = 2
 FPS = 16
@@ -419,8 +419,7 @@ def generate(out: str | Path, scale: str = "small", seed: int = 0, *, workers: i
     jobs = [(str(out), seed, c, s, i, sc) for s in SPLITS for c in range(len(CLASSES)) for i in range(sc.per_class[s])]
     t0 = time.perf_counter()
     if workers > 1:
-        ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
-        with ctx.Pool(workers) as pool:
+        with worker_context().Pool(workers) as pool:
             it = pool.imap(_make_one, jobs, chunksize=4)
             results = list(_progress(it, len(jobs), progress))
     else:

@@ -23,14 +23,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from avsf.data.pools import worker_context
 from avsf.data.synth import FPS, SAMPLE_RATE, _background, _noise_floor, encode_clip, write_flac
 
 ACTIONS: list[tuple[str, str]] = [
@@ -208,7 +207,7 @@ def generate(out: str | Path, scale: str = "small", seed: int = 0, *, workers: i
         (out / sub).mkdir(parents=True, exist_ok=True)
     jobs = [(str(out), seed, s, i, sc) for s in SPLITS for i in range(sc.videos[s])]
     if workers > 1:
-        with mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
+        with worker_context().Pool(workers) as pool:
             results = list(pool.imap(_make_one, jobs, chunksize=2))
     else:
         results = [_make_one(j) for j in jobs]

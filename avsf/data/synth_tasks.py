@@ -36,8 +36,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import multiprocessing as mp
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from avsf.data import synth as S
+from avsf.data.pools import worker_context
 
 FPS, SAMPLE_RATE = S.FPS, S.SAMPLE_RATE
 SPLITS = S.SPLITS
@@ -296,8 +295,7 @@ def _save(root: Path, name: str, frames: np.ndarray, audio: np.ndarray) -> dict:
 
 def _map(fn, jobs: list, workers: int, progress: bool) -> list:
     if workers > 1 and len(jobs) > 1:
-        ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
-        with ctx.Pool(workers) as pool:
+        with worker_context().Pool(workers) as pool:
             return list(S._progress(pool.imap(fn, jobs, chunksize=2), len(jobs), progress))
     return list(S._progress(map(fn, jobs), len(jobs), progress))
 
