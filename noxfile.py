@@ -51,8 +51,9 @@ def _make_study_session(path: Path) -> None:
         # workers finish a small-scale study ~1.4x sooner than one run using both (docs/studies.md).
         workers = [] if any(a.startswith("--workers") for a in session.posargs) else ["--workers", "auto"]
         session.run("avsf", "study", "run", f"studies/{name}.toml", *workers, *session.posargs)
-        session.run("avsf", "report", f"runs/{name}")
-        session.log(f"report: reports/{name}/summary.md")
+        # run() returns None when it skipped the command (--install-only): no report to point at then
+        if session.run("avsf", "report", f"runs/{name}") is not None:
+            session.log(f"report: reports/{name}/summary.md")
 
     study.__doc__ = f"Run studies/{name}.toml (default scale small; resumable), then write reports/{name}/."
     nox.session(name=f"study_{name}", default=False)(study)
