@@ -106,6 +106,12 @@ class Comparison:
         return 1 if self.diff.estimate > 0 else -1
 
     @property
+    def identical(self) -> bool:
+        """Every seed scored every test clip as the baseline did: nothing varies, so the MDD of 0
+        is no power. The variant's change did not act on this data (e.g. a mask that never fires)."""
+        return self.se == 0 and all(d == 0 for d in self.seed_diffs)
+
+    @property
     def seeds_agree(self) -> bool:
         """Every seed's difference has the sign of the overall difference."""
         sign = np.sign(self.diff.estimate)

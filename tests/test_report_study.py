@@ -374,3 +374,15 @@ def test_the_summary_names_the_variants_above_chance_in_each_class_group(report)
     # the fake's sync accuracy grows with Pd (about 60 % at Pd 0, 82 % at 0.8): only the high ones are surely above 50
     assert "above chance: Pd = 0.5 (" in lines["sync"] and "Pd = 0.8 (" in lines["sync"]
     assert "Pd = - (" not in lines["sync"]
+
+
+def test_a_variant_that_scores_every_clip_as_the_baseline_is_named_not_read_as_power(study, report, tmp_path):
+    copy = tmp_path / "same"
+    shutil.copytree(study, copy)
+    for pred in (copy / "pd0.5").glob("seed*/predictions.json"):
+        shutil.copy(copy / "pd0" / pred.parent.name / "predictions.json", pred)
+    write_report(copy, tmp_path / "r")
+    md = (tmp_path / "r" / "summary.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("Scored every test clip exactly as the baseline"))
+    assert "Pd = 0.5" in line and "Pd = 0.8" not in line
+    assert "Scored every test clip exactly" not in (report[0] / "summary.md").read_text()  # the original has none

@@ -209,6 +209,21 @@ def group_stats_table(data: ReportData) -> str | None:
     return "\n".join(lines)
 
 
+def identical_lines(data: ReportData) -> list[str]:
+    """Variants whose test predictions score exactly as the baseline's, clip for clip and seed for
+    seed: their row reads "+0.0 [+0.0, +0.0], MDD 0.0", which a reader must not take for a precise
+    null result."""
+    ev = data.evidence
+    same = [data.named(row) for row in data.rows
+            if (c := ev.variants[row.name].vs_base.get(data.metric)) is not None and c.identical]
+    if not same:
+        return []
+    return [f"Scored every test clip exactly as the baseline did, in every seed: {', '.join(same)}. What "
+            "such a variant changes made no difference to any test clip on this data (for example an option "
+            "that never acts on it), so its MDD of 0 is not power: the study cannot say what it would do "
+            "where it acts.", ""]
+
+
 def chance_lines(data: ReportData) -> list[str]:
     """Per class group: which variants are above chance within the group (1/k for its k classes:
     a model that knows a clip's group but nothing finer), with 95 % confidence (the interval's
@@ -242,7 +257,7 @@ def statistics_section(data: ReportData) -> list[str]:
                 "report has no intervals or tests; runs from the current avsf write it.", ""]
     base = data.named(data.row(ev.baseline))
     n_seeds = max((len(v.seeds) for v in ev.variants.values()), default=0)
-    lines = [f"## Against the baseline ({base})", "", stats_table(data), "", METHOD, "",
+    lines = [f"## Against the baseline ({base})", "", stats_table(data), "", *identical_lines(data), METHOD, "",
              st.seed_level_note(n_seeds, ev.n_clips), ""]
     gt = group_stats_table(data)
     if gt:
