@@ -58,7 +58,7 @@ def _workers(text: str) -> int:
     """`--workers`: a positive integer, or `auto` = the cores this process may use (one
     single-threaded run per core is the fastest split measured at the small scale, docs/studies.md)."""
     if text == "auto":
-        from avsf.study.runner import usable_cores
+        from avsf.cores import usable_cores
 
         return usable_cores()
     return positive_int(text)

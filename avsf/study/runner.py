@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from avsf.cores import usable_cores
 from avsf.io import atomic_write_json
 from avsf.run import FAILED_FILE, RunDir, read_json
 from avsf.study.spec import PRETRAIN_FOLDER, StudyError, StudySpec
@@ -369,14 +369,6 @@ def format_status(study_dir: str | Path) -> str:
 
 
 # ----------------------------------------------------------------------------- local workers
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS has one, as in a
-    container or under taskset), else the machine's."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
 def worker_threads(n: int) -> int:
     """Intra-op threads per worker when `n` share this machine: its usable cores split evenly."""
     return max(1, usable_cores() // n)

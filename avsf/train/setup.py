@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from avsf.config import Config
+from avsf.cores import usable_cores
 from avsf.distributed import DistInfo
 
 HEAD_KEYS = ("head.*", "*.head.*")
@@ -25,17 +26,17 @@ bring in another shape (a dataset with another class count: it keeps its fresh i
 
 
 def cpu_threads(cfg: Config, info: DistInfo) -> int:
-    """Intra-op threads for this process: `train.num_threads`, or (0) the cores left per process
-    once the loader's worker processes have theirs. On 2 cores with 2 loader workers that is 1:
-    a tiny run took 16 s with 1 thread and 60 s with torch's default 2 (threads spinning
-    against the decoding workers)."""
+    """Intra-op threads for this process: `train.num_threads`, or (0) the usable cores
+    (avsf.cores) left per process once the loader's worker processes have theirs. On 2 cores
+    with 2 loader workers that is 1: a tiny run took 16 s with 1 thread and 60 s with torch's
+    default 2 (threads spinning against the decoding workers)."""
     if cfg.train.num_threads > 0:
         return cfg.train.num_threads
     if info.device.type == "cuda":
         return torch.get_num_threads()
     local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world))
     workers = cfg.data.num_threads if cfg.data.num_threads > 1 else 0
-    return max(1, (os.cpu_count() or 1) // (max(local, 1) * (1 + workers)))
+    return max(1, usable_cores() // (max(local, 1) * (1 + workers)))
 
 
 @contextmanager
