@@ -1,9 +1,10 @@
 """Data: clips/s and decoded (Fast) frames/s of the DALI pipeline vs the reference loader (PyAV +
 torchaudio), equal threads, on the built-in synthetic benchmark (small scale, train mode: the
-scale's batch and crops, avsf.config.SCALES); the same with a 100 ms sleep after every batch standing in for a GPU training step
-(group `data-small-train-cpu-step100`: a loader that overlaps decoding with the step delivers
-max(decode, step) per batch, not their sum); and the default `small` model's training step in
-clips/s, so the render can say whether the loader keeps up (loader clips/s >= training clips/s).
+scale's batch and crops, avsf.config.SCALES); the same with a 100 ms sleep after every batch
+standing in for a GPU training step (group `data-small-train-cpu-step100`: a loader that
+overlaps decoding with the step delivers max(decode, step) per batch, not their sum); and the
+default `small` model's training step in clips/s, so the render can say whether the loader keeps
+up (loader clips/s >= training clips/s).
 
 Each round builds a fresh loader (an epoch), pulls one warm-up batch untimed (pipeline build /
 worker start), then times BATCHES batches. Peak memory is the main process's (the reference

@@ -183,9 +183,10 @@ def _death(code: int | None) -> str:
 
 
 class WorkerPool:
-    """Worker processes (avsf.data.pools start method), each given one row at a time over its own pipe. Unlike
-    multiprocessing.Pool, a worker that dies is noticed (its process sentinel fires): the row it held
-    is reported failed and a fresh worker takes its place, so prepare always finishes."""
+    """Worker processes (started as avsf.data.pools says), each given one row at a time over its
+    own pipe. Unlike multiprocessing.Pool, a worker that dies is noticed (its process sentinel
+    fires): the row it held is reported failed and a fresh worker takes its place, so prepare
+    always finishes."""
 
     def __init__(self, workers: int, out_dir: Path):
         self.ctx, self.out_dir, self.size = worker_context(), out_dir, workers

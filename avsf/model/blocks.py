@@ -17,9 +17,9 @@ EXECUTION_HELPERS: dict[str, frozenset[str]] = {"cpu": frozenset(HELPERS)}
 plain convs. Each helper is in here where bench/test_helpers.py measured it faster than the
 plain conv: on the 2-core AMD EPYC all three. On an Intel Xeon the space-to-depth stem measured
 0.5-0.6x (the other two still pay); it stays on so that the committed studies, trained with it,
-reproduce exactly; choosing the CPU set per machine is the follow-up (docs/performance.md). None has been measured on CUDA,
-where cuDNN picks its own algorithms, so none runs there until the bench's CUDA groups show
-one helps (`set_execution_helpers("cuda", [...])` turns one on, e.g. for that bench)."""
+reproduce exactly; choosing the CPU set per machine is the follow-up (docs/performance.md).
+None has been measured on CUDA, where cuDNN picks its own algorithms, so none runs there until
+the bench's CUDA groups show one helps (`set_execution_helpers("cuda", [...])` turns one on, e.g. for that bench)."""
 
 
 def set_execution_helpers(device_type: str, names: Iterable[str]) -> None:
