@@ -345,6 +345,11 @@ class DataConfig:
     dataset: str = "synth"  # "synth" (built-in) or a prepared folder holding manifest.csv
     synth_scale: str = "small"  # tiny | small: size of the built-in synthetic benchmark
     synth_seed: int = 0
+    # Test clips per class of the built-in `synth` set; 0 keeps the scale's own (40 at small).
+    # A clip is keyed by (seed, class, split, index), so a larger test split leaves the training
+    # and validation clips, and the models trained on them, exactly as they are: more test clips
+    # cost evaluation only and narrow the test-clip part of a study's intervals (docs/studies.md).
+    synth_test_per_class: int = 0
     cache_dir: str = ""  # where "synth" is generated; "" = $AVSF_CACHE or ~/.cache/avsf
     loader: str = "auto"  # auto | dali | reference
     device: str = "auto"  # auto | cpu | gpu (DALI decode placement)
@@ -382,6 +387,10 @@ class DataConfig:
         for name in ("crop_size", "test_crop_size", "sample_rate", "n_fft", "hop_length", "num_threads"):
             c.number(name, 1)
         c.number("synth_seed", 0)
+        c.number("synth_test_per_class", 0)
+        c.need(self.synth_test_per_class == 0 or self.dataset == "synth", "synth_test_per_class",
+               f"sizes the built-in 'synth' set's test split, but data.dataset is {self.dataset!r}: use 0 "
+               "(a prepared dataset's splits are its manifest's)")
         c.numbers("short_side_range", 1, length=2)
         lo, hi = self.short_side_range
         c.need(lo <= hi, "short_side_range", "wants [low, high] with low <= high")

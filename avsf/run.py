@@ -150,17 +150,25 @@ def _same_value(a: Any, b: Any) -> bool:
 def config_diff(existing: dict[str, Any], planned: dict[str, Any]) -> list[str]:
     """`"key: <there> there, <planned> now"` for every compared key whose values differ.
 
-    Keys present on one side only are not compared (a field added by a newer avsf leaves older
-    run folders resumable); neither are `NOT_COMPARED`, nor `FROM_DATA` keys that are 0 ("take the
-    data's") on either side.
+    A key the existing config lacks (a field a newer avsf added) counts as that field's default
+    there: a new field defaults to what avsf did before it existed, so an older folder stays
+    resumable unless the plan sets the field to something else (e.g. a larger test split). A key
+    only the existing config has (a field since removed) is not compared. Neither are
+    `NOT_COMPARED`, nor `FROM_DATA` keys that are 0 ("take the data's") on either side.
     """
+    from avsf.config import Config
+
     a, b = flatten(existing), flatten(planned)
+    defaults = flatten(_as_dict(Config()))
     diffs = []
-    for k in sorted(set(a) & set(b)):
-        if k in NOT_COMPARED or k in SET_BY_DATA or k == RESUMED_WITH or (k in FROM_DATA and 0 in (a[k], b[k])):
+    for k in sorted(b):
+        if k in NOT_COMPARED or k in SET_BY_DATA or k == RESUMED_WITH or k not in (a.keys() | defaults.keys()):
             continue
-        if not _same_value(a[k], b[k]):
-            diffs.append(f"{k}: {a[k]!r} there, {b[k]!r} now")
+        there, shown = (a[k], repr(a[k])) if k in a else (defaults[k], f"absent (the default {defaults[k]!r})")
+        if k in FROM_DATA and 0 in (there, b[k]):
+            continue
+        if not _same_value(there, b[k]):
+            diffs.append(f"{k}: {shown} there, {b[k]!r} now")
     return diffs
 
 

@@ -76,3 +76,36 @@ def test_the_config_names_exactly_the_generators_scales():
     from avsf.config import SYNTH_SCALE_NAMES
 
     assert tuple(synth.SYNTH_SCALES) == SYNTH_SCALE_NAMES
+
+
+# ----------------------------------------------------------------------------- a larger test split
+def test_a_larger_test_split_leaves_training_and_validation_clips_and_the_first_test_clips_unchanged(tmp_path):
+    """data.synth_test_per_class: more test clips cost evaluation only, because the trained models
+    see exactly the same files (docs/studies.md, "Power at this budget")."""
+    few = {"train": 1, "val": 1, "test": 1}
+    synth.generate(tmp_path / "a", "tiny", 0, workers=1, per_class=few)
+    synth.generate(tmp_path / "b", "tiny", 0, workers=1, per_class={**few, "test": 2})
+    a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*") if p.parent.name in synth.SPLITS)
+    b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.*") if p.parent.name in synth.SPLITS)
+    assert set(a) < set(b) and len(b) == len(a) + 2 * len(synth.CLASSES)  # a second video + audio per class
+    for rel in a:  # every file of the smaller set, byte for byte
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    for split in ("train.csv", "val.csv"):
+        assert (tmp_path / "a" / split).read_text() == (tmp_path / "b" / split).read_text()
+
+
+def test_the_test_split_size_keys_the_cache_folder_and_is_refused_for_other_sets(tmp_path):
+    from avsf.config import ConfigError, build_config
+    from avsf.data import dataset_info, synth_root
+
+    def cfg(**over):
+        return build_config(scale="tiny", overrides={"data.cache_dir": str(tmp_path), **over})
+
+    assert synth_root(cfg()).name == f"synth-tiny-seed0-v{synth.VERSION}"
+    assert synth_root(cfg(**{"data.synth_test_per_class": 7})).name == f"synth-tiny-test7-seed0-v{synth.VERSION}"
+    sizes = dataset_info(cfg(**{"data.synth_test_per_class": 2})).split_sizes  # generated on first use
+    assert sizes == {"train": 3 * len(synth.CLASSES), "val": len(synth.CLASSES), "test": 2 * len(synth.CLASSES)}
+    with pytest.raises(ConfigError, match="data.synth_test_per_class.*'synth-epic'.*use 0"):
+        cfg(**{"data.dataset": "synth-epic", "data.synth_test_per_class": 7})
+    with pytest.raises(ConfigError, match="data.synth_test_per_class"):
+        cfg(**{"data.synth_test_per_class": -1})

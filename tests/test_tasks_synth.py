@@ -232,3 +232,25 @@ def test_cli_offers_every_built_in_set(capsys):
         main(["data", "synth", "--help"])
     offered = capsys.readouterr().out.split("--dataset {", 1)[1].split("}", 1)[0].split(",")
     assert set(offered) == set(BUILTIN_SETS)
+
+
+def test_cli_test_per_class_sizes_only_the_benchmarks_test_split(tmp_path, capsys):
+    from avsf.cli import main
+
+    assert main(["data", "synth", "--dataset", "synth-epic", "--scale", "tiny", "--out", str(tmp_path / "e"),
+                 "--test-per-class", "3", "--no-progress"]) == 2
+    assert "--test-per-class sizes the benchmark's test split" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()  # refused before anything is written
+    assert main(["data", "synth", "--scale", "tiny", "--out", str(tmp_path / "s"), "--workers", "1",
+                 "--test-per-class", "2", "--no-progress"]) == 0
+    assert "'test': 26" in capsys.readouterr().out
+
+
+def test_cli_offers_every_synth_scale(capsys):
+    from avsf.cli import main
+    from avsf.config import synth_scale_names
+
+    with pytest.raises(SystemExit):
+        main(["data", "synth", "--help"])
+    offered = capsys.readouterr().out.split("--scale {", 1)[1].split("}", 1)[0].split(",")
+    assert tuple(offered) == synth_scale_names()

@@ -62,8 +62,12 @@ def test_config_diff_skips_where_and_how_fast_keys_and_data_resolved_class_count
     assert config_diff(a, _cfg(**{"train.base_lr": 0.5}).to_dict()) == ["train.base_lr: 0.05 there, 0.5 now"]
     assert config_diff(a, dict(a, train=dict(a["train"], base_lr=0.05 * (1 + 1e-12)))) == []
     old = json.loads(json.dumps(a))
-    del old["train"]["seed"]  # a key a newer avsf added: an older folder stays resumable
+    del old["train"]["seed"]  # a key a newer avsf added: an older folder stays resumable ...
     assert config_diff(old, a) == []
+    # ... unless the plan sets it to something else than what the older avsf did (its default)
+    assert config_diff(old, _cfg(**{"train.seed": 4}).to_dict()) == ["train.seed: absent (the default 0) there, 4 now"]
+    gone = dict(a, train=dict(a["train"], retired_field=1))  # a field since removed: not compared
+    assert config_diff(gone, a) == []
 
 
 def test_a_config_binds_only_once_the_folder_holds_progress(tmp_path):

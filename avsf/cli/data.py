@@ -27,15 +27,19 @@ def register(sub) -> None:
 def _register_synth(dsub) -> None:
     s = dsub.add_parser(
         "synth", help="write the built-in synthetic AV benchmark (deterministic per seed)",
-        description="Generate the built-in synthetic audiovisual benchmark (10 classes whose label is carried by the "
-        "picture, the sound, or their synchrony) as VP9/Opus WebM clips with FLAC sidecars and train/val/test "
+        description="Generate the built-in synthetic audiovisual benchmark (13 classes whose label is carried by the "
+        "picture, the sound, their synchrony, or a faint picture cue competing with a partly reliable sound) as VP9/Opus WebM clips with FLAC sidecars and train/val/test "
         "manifests. The same "
         "scale and seed always give the same files. Training on data.dataset = \"synth\" generates it on "
         "first use; this command writes it where you choose.")
     s.add_argument("--out", required=True, metavar="DIR", help="folder to write (manifests, videos, audio)")
-    s.add_argument("--scale", choices=("tiny", "small"), default="small",
-                   help="tiny: a few clips per class at 48x40 (tests); small: 60 train clips per class at 96x80 "
-                   "(default: small)")
+    # the names of avsf.config.SYNTH_SCALE_NAMES, spelled out for the same reason as --dataset's
+    s.add_argument("--scale", choices=("tiny", "small", "gpu"), default="small",
+                   help="tiny: 3/1/1 train/val/test clips per class at 48x40 (tests); small: 24/12/40 at 48x40 "
+                   "(the studies); gpu: small's counts at 160x128, which NVDEC accepts (default: small)")
+    s.add_argument("--test-per-class", type=non_negative_int, default=0, metavar="N",
+                   help="test clips per class of the benchmark (--dataset synth); 0 keeps the scale's count. The "
+                   "training and validation clips do not change with it (data.synth_test_per_class)")
     s.add_argument("--seed", type=non_negative_int, default=0, help="generator seed (default 0)")
     # the names of avsf.data.BUILTIN_SETS, spelled out: importing avsf.data here would load torch for --help
     s.add_argument("--dataset", choices=("synth", "synth-epic", "synth-charades", "synth-detection"), default="synth",
@@ -128,8 +132,13 @@ def _loader_options(p, loaders: tuple[str, ...], default: str, loader_help: str)
 def run_synth(args) -> int:
     from avsf.data import BUILTIN_SETS
 
+    if args.test_per_class and args.dataset != "synth":
+        print(f"avsf data synth: --test-per-class sizes the benchmark's test split (--dataset synth), not "
+              f"{args.dataset}'s: leave it out", file=sys.stderr)
+        return 2
+    options = {"per_class": {"test": args.test_per_class}} if args.test_per_class else {}
     info = BUILTIN_SETS[args.dataset].generate(args.out, args.scale, args.seed, workers=args.workers,
-                                                 progress=not args.no_progress)
+                                                 progress=not args.no_progress, **options)
     print(f"wrote {sum(info['split_sizes'].values())} clips ({info['split_sizes']}) to {args.out} "
           f"in {info['generation_s']:.1f} s")
     return 0

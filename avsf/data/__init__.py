@@ -75,12 +75,15 @@ class BuiltinSet:
     generator: str
     version: int
 
-    def generate(self, out: str | Path, scale: str, seed: int, *, workers: int = 2, progress: bool = False) -> dict:
-        """Write the set into `out` (imported here: the generators load numpy and PyAV)."""
+    def generate(self, out: str | Path, scale: str, seed: int, *, workers: int = 2, progress: bool = False,
+                 **options: Any) -> dict:
+        """Write the set into `out` (imported here: the generators load numpy and PyAV); `options`
+        go to the generator as they are (`synth`: per_class)."""
         import importlib
 
         module, function = self.generator.split(":")
-        return getattr(importlib.import_module(module), function)(out, scale, seed, workers=workers, progress=progress)
+        return getattr(importlib.import_module(module), function)(out, scale, seed, workers=workers, progress=progress,
+                                                                  **options)
 
 
 BUILTIN_SETS: dict[str, BuiltinSet] = {
@@ -94,7 +97,8 @@ BUILTIN_SETS: dict[str, BuiltinSet] = {
 def synth_root(cfg: Config) -> Path:
     name = cfg.data.dataset if cfg.data.dataset in BUILTIN_SETS else "synth"
     version = BUILTIN_SETS[name].version
-    return cache_dir(cfg) / f"{name}-{cfg.data.synth_scale}-seed{cfg.data.synth_seed}-v{version}"
+    test = f"-test{cfg.data.synth_test_per_class}" if cfg.data.synth_test_per_class else ""
+    return cache_dir(cfg) / f"{name}-{cfg.data.synth_scale}{test}-seed{cfg.data.synth_seed}-v{version}"
 
 
 @contextmanager
@@ -124,8 +128,9 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("generating the built-in set %s (%s, seed %d) into %s", name, cfg.data.synth_scale,
                  cfg.data.synth_seed, root)
+        options = {"per_class": {"test": cfg.data.synth_test_per_class}} if cfg.data.synth_test_per_class else {}
         BUILTIN_SETS[name].generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed,
-                                    workers=workers or max(1, min(2, os.cpu_count() or 1)))
+                                    workers=workers or max(1, min(2, os.cpu_count() or 1)), **options)
         if root.exists():
             shutil.rmtree(root)
         os.rename(tmp, root)
