@@ -358,6 +358,103 @@ def estimate(stat: Stat, n_seeds: int, n_clips: int, *, n_boot: int = N_BOOT, se
     return out
 
 
+# ----------------------------------------------------------------------------- power: more seeds or clips
+MOST_SEEDS = 100  # the projections search this far
+UPPER_LEVEL = 0.8  # one-sided confidence of `Components.seed_upper`
+MOST_CLIPS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Components:
+    """Variance components of a paired per-clip difference d[s, i] (seed s, test clip i), read as
+    the crossed random-effects model d = mu + a_s + b_i + e_si (Owen 2007, as the bootstrap):
+    `seed` = var(a), training to training; `clip` = var(b), test clip to test clip; `residual` =
+    var(e), the seed x clip interaction. Estimated by the method of moments of the two-way table
+    (`components`), each floored at 0. They answer "what would S seeds and N clips detect?": the
+    SE of the difference of seed means over all clips is sqrt(seed/S + clip/N + residual/(S N)).
+
+    The seed part is estimated from `n_seeds` - 1 degrees of freedom: from 3 seeds it is
+    uncertain by a factor of several, so `seed_upper` (its one-sided 80 % upper bound: the seeds'
+    mean square at its chi-square bound on n_seeds - 1 df, less the interaction's share) is given
+    beside it; it is positive even where the point estimate is floored at 0."""
+
+    seed: float
+    clip: float
+    residual: float
+    n_seeds: int
+    n_clips: int
+    seed_upper: float = 0.0
+
+    def se(self, seeds: int, clips: int, *, seed_var: float | None = None) -> float:
+        v = self.seed if seed_var is None else seed_var
+        return math.sqrt(v / seeds + self.clip / clips + self.residual / (seeds * clips))
+
+    def df(self, seeds: int, clips: int, *, seed_var: float | None = None) -> float:
+        """Welch-Satterthwaite df, the seed part on seeds - 1 and the clip parts on infinitely
+        many (as `combine`)."""
+        v = (self.seed if seed_var is None else seed_var) / seeds
+        if v <= 0 or seeds < 2:
+            return math.inf
+        return (self.se(seeds, clips, seed_var=seed_var) ** 2) ** 2 / v**2 * (seeds - 1)
+
+    def mdd(self, seeds: int, clips: int, *, seed_var: float | None = None, alpha: float = ALPHA,
+            power: float = POWER) -> float:
+        """The minimum detectable difference a study of `seeds` x `clips` would have."""
+        return mdd(self.se(seeds, clips, seed_var=seed_var), alpha, power,
+                   df=self.df(seeds, clips, seed_var=seed_var))
+
+    def limited_by(self, seeds: int, clips: int) -> str:
+        """"seeds" or "test clips": whichever lever, made unlimited, leaves the larger MDD (the
+        other one's part). With few seeds the seed part's t quantile weighs in, not just its SE."""
+        seed_only = mdd(math.sqrt(self.seed / seeds), df=seeds - 1 if seeds > 1 else math.inf)
+        clip_only = mdd(math.sqrt(self.clip / clips))
+        return "seeds" if seed_only > clip_only else "test clips"
+
+    def seeds_for(self, target: float, clips: int, *, upper: bool = False, most: int = MOST_SEEDS) -> int | None:
+        """The fewest seeds (>= 2) whose MDD at `clips` test clips is <= target; None past `most`."""
+        v = self.seed_upper if upper else self.seed
+        for s in range(2, most + 1):
+            if self.mdd(s, clips, seed_var=v) <= target:
+                return s
+        return None
+
+    def clips_for(self, target: float, seeds: int, *, most: int = MOST_CLIPS) -> int | None:
+        """The fewest test clips whose MDD at `seeds` seeds is <= target; None when even `most`
+        clips do not get there (the seed part alone is too large: more clips cannot help)."""
+        if self.mdd(seeds, most) > target:
+            return None
+        lo, hi = 1, most
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if self.mdd(seeds, mid) <= target else (mid + 1, hi)
+        return lo
+
+
+def components(diffs: np.ndarray) -> Components:
+    """Method-of-moments variance components of a (seeds x clips) table of paired differences
+    (two-way ANOVA without replication): residual = MS_interaction, seed = (MS_seed -
+    residual) / clips, clip = (MS_clip - residual) / seeds, each floored at 0. One seed: the
+    seed and interaction parts are not separable from one training, so both are 0 and only the
+    clip part is measured."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim != 2 or d.shape[1] < 2:
+        raise ValueError(f"components needs a (seeds x clips) table with at least 2 clips, got shape {d.shape}")
+    s, n = d.shape
+    grand = d.mean()
+    by_seed, by_clip = d.mean(axis=1), d.mean(axis=0)
+    ms_clip = s * float(((by_clip - grand) ** 2).sum()) / (n - 1)
+    if s == 1:
+        return Components(0.0, ms_clip, 0.0, 1, n)
+    ms_seed = n * float(((by_seed - grand) ** 2).sum()) / (s - 1)
+    resid = d - by_seed[:, None] - by_clip[None, :] + grand
+    ms_e = float((resid**2).sum()) / ((s - 1) * (n - 1))
+    # E[MS_seed] = n var(a) + var(e): bound it above (one-sided 80 %), then take var(e) off
+    ms_seed_upper = ms_seed * (s - 1) / float(_sps.chi2.ppf(1 - UPPER_LEVEL, s - 1))
+    return Components(seed=max(0.0, (ms_seed - ms_e) / n), clip=max(0.0, (ms_clip - ms_e) / s),
+                      residual=max(0.0, ms_e), n_seeds=s, n_clips=n,
+                      seed_upper=max(0.0, (ms_seed_upper - ms_e) / n))
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment of a family of p-values (NaN stays NaN)."""
     idx = [i for i, p in enumerate(p_values) if math.isfinite(p)]
@@ -373,5 +470,5 @@ def holm(p_values: Sequence[float]) -> list[float]:
 __all__ = [
     "ALPHA", "POWER", "N_BOOT", "Interval", "Comparison", "clip_weights", "seed_inflation", "replicates",
     "interval", "p_value", "mdd", "sign_flip_p", "min_seed_p", "seed_level_note", "clipwise", "mean_ap",
-    "compare", "estimate", "holm",
+    "compare", "estimate", "holm", "Components", "components", "MOST_SEEDS", "MOST_CLIPS",
 ]

@@ -386,3 +386,21 @@ def test_a_variant_that_scores_every_clip_as_the_baseline_is_named_not_read_as_p
     line = next(x for x in md.splitlines() if x.startswith("Scored every test clip exactly as the baseline"))
     assert "Pd = 0.5" in line and "Pd = 0.8" not in line
     assert "Scored every test clip exactly" not in (report[0] / "summary.md").read_text()  # the original has none
+
+
+def test_the_power_section_says_what_more_seeds_or_clips_would_detect(report):
+    out, _ = report
+    md = (out / "summary.md").read_text()
+    section = md[md.index("### Power: what more seeds or test clips would detect"):]
+    table = section[section.index("| comparison"):section.index("\n\n", section.index("| comparison"))].splitlines()
+    assert table[0].startswith("| comparison | test clips | MDD now (points) | seed-to-seed SD (points) |")
+    rows = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ") for line in table[2:]}
+    # each variant against the baseline (not the baseline itself); the claim "Pd = - beats Pd = 0.8" is the
+    # same comparison as the Pd = 0.8 row; top-5 is 1 everywhere (identical: no power to project), and
+    # val_top1 has no per-clip values
+    assert set(rows) == {"Pd = 0.5", "Pd = 0.8"}
+    stats = {(r["variant"], r["key"]): r for r in csv.DictReader(open(out / "stats.csv"))}
+    for name, variant in (("Pd = 0.5", "pd0.5"), ("Pd = 0.8", "pd0.8")):
+        assert rows[name][1] == "240" and rows[name][2] == f"{float(stats[(variant, 'top1')]['mdd']):.1f}"
+        assert rows[name][5] in ("seeds", "test clips")
+    assert "estimated from 1 degree of freedom" in section

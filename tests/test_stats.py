@@ -186,3 +186,45 @@ def test_intervals_stay_inside_the_metrics_range():
     iv = st.interval(0.98, reps, df=2, bounds=st.UNIT)  # t with 2 df widens past 1 unless cut
     assert iv.high == 1.0 and 0.0 <= iv.low < 0.98
     assert st.interval(0.98, reps, df=2).high > 1.0  # what the cut prevents
+
+
+# ----------------------------------------------------------------------------- power projections
+def test_components_recover_planted_seed_clip_and_interaction_variances():
+    rng = np.random.default_rng(7)
+    s, n = 40, 2000
+    d = 0.1 + rng.normal(0, 0.03, (s, 1)) + rng.normal(0, 0.2, (1, n)) + rng.normal(0, 0.5, (s, n))
+    c = st.components(d)
+    assert (c.n_seeds, c.n_clips) == (s, n)
+    assert c.seed == pytest.approx(0.03**2, rel=0.35)
+    assert c.clip == pytest.approx(0.2**2, rel=0.1)
+    assert c.residual == pytest.approx(0.5**2, rel=0.02)
+    one = st.components(d[:1])  # one training: no seed level to separate
+    assert one.seed == 0 and one.residual == 0 and one.clip > 0
+    with pytest.raises(ValueError, match="seeds x clips"):
+        st.components(np.zeros(5))
+
+
+@pytest.mark.parametrize("n_seeds,tau", [(3, 0.0), (3, 0.6), (7, 0.6)])
+def test_projected_mdd_at_the_measured_size_agrees_with_the_bootstrap(n_seeds, tau):
+    """The projection is only as good as its agreement where both can be measured: at the study's
+    own seeds and clips it gives the bootstrap's MDD (both read the same variance parts)."""
+    a, b = _pair(seed=3, n_seeds=n_seeds, n_clips=500, shift=0.2, tau=tau)
+    boot = st.compare(st.clipwise([a, b]), n_seeds, 500)[0]
+    proj = st.components(a - b)
+    assert proj.mdd(n_seeds, 500) == pytest.approx(boot.mdd, rel=0.15)
+
+
+def test_seeds_and_clips_needed_move_the_right_way():
+    rng = np.random.default_rng(11)
+    d = np.array([[0.05], [-0.04], [0.0]]) + rng.normal(0, 0.45, (3, 400))  # seed-limited: SD 4.5 points
+    c = st.components(d)
+    k = c.seeds_for(0.05, 400)
+    assert k is not None and c.mdd(k, 400) <= 0.05 < c.mdd(k - 1, 400)
+    assert c.seeds_for(0.05, 4000) <= k  # more clips never need more seeds
+    assert c.seed_upper > c.seed and c.seeds_for(0.05, 400, upper=True) >= k
+    quiet = st.components(rng.normal(0, 0.45, (3, 400)))  # no training spread: estimate 0, bound above it
+    assert quiet.seed <= quiet.seed_upper and quiet.seed_upper > 0
+    assert c.clips_for(0.05, 3) is None  # the seeds' part alone exceeds 5 points at 3 seeds
+    clip_limited = st.components(rng.normal(0, 0.6, (1, 1)) * 0 + rng.normal(0, 0.6, (3, 300)))
+    m = clip_limited.clips_for(0.05, 3)
+    assert m is not None and m > 300 and clip_limited.mdd(3, m) <= 0.05 < clip_limited.mdd(3, m - 1)

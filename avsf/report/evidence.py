@@ -87,15 +87,38 @@ class Evidence:
             cols = np.asarray(self.groups[key[4:]] if key != "mAP" else range(runs[0][0].label.shape[1]), dtype=int)
             targets = runs[0][0].label[:, cols]
             return st.mean_ap([np.stack([p.scores[:, cols] for p in r]) for r in runs], targets), MAP_BOOT
-        per_clip = [[outcome(p, key) for p in r] for r in runs]
-        if any(v is None for r in per_clip for v in r):
+        values, group = self._per_clip(runs, key)
+        if values is None:
             raise ReportError(f"'{key}' is not a per-clip test metric of these runs' predictions ({self.kind}-label); "
                               "statistics cover top1, top5, top1_<group>, top1_verb/noun, top1_noun_<group>, mAP "
                               "and mAP_<group>")
-        values = [np.stack(r) for r in per_clip]
+        return st.clipwise(values, group[None, :] if group is not None else masks), st.N_BOOT
+
+    def _per_clip(self, runs: list[list[Predictions]], key: str) -> tuple[list[np.ndarray] | None, np.ndarray | None]:
+        """((seeds x clips) per-clip values of each variant's runs, or None where `key` is not a
+        mean over clips; the 0/1 mask of a class group's clips for top1_<group>, else None)."""
+        per_clip = [[outcome(p, key) for p in r] for r in runs]
+        if any(v is None for r in per_clip for v in r):
+            return None, None
+        group = None
         if key.startswith("top1_") and key[5:] in self.groups:
-            masks = group_mask(runs[0][0], self.groups[key[5:]], head=key[5:].split("_")[0])[None, :]
-        return st.clipwise(values, masks), st.N_BOOT
+            group = group_mask(runs[0][0], self.groups[key[5:]], head=key[5:].split("_")[0])
+        return [np.stack(r) for r in per_clip], group
+
+    def components(self, a: str, b: str, key: str) -> st.Components | None:
+        """Variance components of the per-clip difference a - b on their common seeds (over a
+        class group's clips for top1_<group>): what more seeds or test clips would detect
+        (`avsf.stats.Components`). None where `key` is not a mean over clips (mAP, detection)."""
+        seeds = sorted(set(self.seeds_of(a)) & set(self.seeds_of(b)))
+        if not seeds or self.kind == "detection":
+            return None
+        values, group = self._per_clip([[self.preds[(n, s)] for s in seeds] for n in (a, b)], key)
+        if values is None:
+            return None
+        d = values[0] - values[1]
+        if group is not None:
+            d = d[:, group > 0]
+        return st.components(d) if d.shape[1] >= 2 else None
 
     def compare(self, a: str, b: str, key: str, masks: np.ndarray | None = None) -> list[st.Comparison]:
         seeds = sorted(set(self.seeds_of(a)) & set(self.seeds_of(b)))

@@ -265,10 +265,103 @@ def statistics_section(data: ReportData) -> list[str]:
         lines += [f"### {part}", "", "Each cell: the variant's accuracy [95 % interval]; Δ and p against the "
                   "baseline.", "", gt, ""]
         lines += chance_lines(data)
+    power = power_lines(data)
+    if power:
+        lines += ["### Power: what more seeds or test clips would detect", "", *power]
     if ev.missing:
         lines += [f"Left out of the statistics (no predictions.json): {', '.join(ev.missing)}.", ""]
     lines += [f"Note: {n}." for n in ev.notes] + ([""] if ev.notes else [])
     return lines
+
+
+MDD_TARGET = 0.05
+"""The smallest detectable difference the studies are sized for: 5 top-1 points (docs/studies.md,
+"Power"). The power section says how many seeds or test clips would reach it."""
+
+
+def _power_rows(data: ReportData) -> list[tuple[str, st.Comparison, st.Components]]:
+    """(what is compared, its comparison, its variance components): each variant against the
+    baseline on the study metric, then each claim not already among them."""
+    ev = data.evidence
+    out, seen = [], set()
+    wanted = [(row.name, ev.baseline, data.metric, data.named(row)) for row in data.rows if row.name != ev.baseline]
+    wanted += [(v.claim.better, v.claim.worse, v.claim.metric or data.metric,
+                f"claim: {data.named(data.row(v.claim.better))} vs {data.named(data.row(v.claim.worse))}"
+                + (f", {metric_name(v.claim.metric)}" if v.claim.metric and v.claim.metric != data.metric else ""))
+               for v in ev.claims if v.comparison is not None]
+    for a, b, key, label in wanted:
+        if (frozenset((a, b)), key) in seen:  # a claim the other way round is the same comparison
+            continue
+        seen.add((frozenset((a, b)), key))
+        cmp = ev.comparison(a, key) if b == ev.baseline else None
+        if cmp is None:
+            cmp = next((v.comparison for v in ev.claims
+                        if (v.claim.better, v.claim.worse, v.claim.metric or data.metric) == (a, b, key)), None)
+        comp = ev.components(a, b, key)
+        if cmp is not None and comp is not None and not cmp.identical and comp.n_seeds > 1:
+            out.append((label, cmp, comp))
+    return out
+
+
+def power_lines(data: ReportData) -> list[str]:
+    """What more seeds or test clips would detect: per comparison, the spread from training to
+    training, the test clips' share of the SE, and the seeds (or clips) that would bring the MDD
+    to `MDD_TARGET`, from the variance components of the per-clip differences (`avsf.stats.Components`)."""
+    ev = data.evidence
+    rows = _power_rows(data) if ev is not None else []
+    if not rows:
+        return []
+    target = 100 * MDD_TARGET
+    s = rows[0][2].n_seeds
+    head = ["comparison", "test clips", "MDD now (points)", "seed-to-seed SD (points)",
+            "SE from the test clips (points)", "limited by", f"seeds for MDD ≤ {target:g} at these clips (80 % upper)",
+            f"test clips for MDD ≤ {target:g} at {s} seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 4 + ["---"] + ["---:"] * 2) + "|"]
+
+    def seeds_text(x: int | None) -> str:
+        return str(x) if x is not None else f"> {st.MOST_SEEDS}"
+
+    for label, cmp, comp in rows:
+        n = comp.n_clips  # a class group's claim: its group's clips
+        clip_se = math.sqrt(comp.clip / n + comp.residual / (s * n))
+        k, k_up = comp.seeds_for(MDD_TARGET, n), comp.seeds_for(MDD_TARGET, n, upper=True)
+        clips = comp.clips_for(MDD_TARGET, s)
+        lines.append("| " + " | ".join([
+            label, f"{n:,}", f"{cmp.mdd * 100:.1f}", f"{math.sqrt(comp.seed) * 100:.1f}", f"{clip_se * 100:.1f}",
+            comp.limited_by(s, n), f"{seeds_text(k)} ({seeds_text(k_up)})",
+            f"{clips:,}" if clips is not None else "none: the seeds' part alone exceeds it"]) + " |")
+    n = rows[0][2].n_clips
+    lines += ["", f"How the smallest detectable difference would shrink, from the variance components of each "
+              f"comparison's per-clip differences over these {s} seeds x {n} test clips (`avsf.stats.Components`: "
+              "SE² = seed-to-seed variance / seeds + (clip variance + seed x clip variance / seeds) / clips, "
+              "Student's t on seeds - 1 degrees of freedom for the seed part, as the intervals above). The seed "
+              f"spread is estimated from {s - 1} degree{'s' if s != 2 else ''} of freedom: the number in brackets "
+              "is the seeds needed if it is at its one-sided 80 % upper bound. A comparison limited by the test "
+              "clips gains from more of them (they cost evaluation only"
+              + ("; `data.synth_test_per_class` sizes the built-in benchmark's test split without changing its "
+                 "training clips" if data.dataset in ("", "synth") else "")
+              + "); one limited by the seeds gains only from retraining.", ""]
+    variants = [comp for label, _, comp in rows if not label.startswith("claim:")]
+    plan = _joint_plan(variants, n)
+    if plan is not None:
+        seeds, clips = plan
+        lines.append(f"For every variant against the baseline at once (claims aside): about {seeds} seeds and "
+                     f"{clips:,} test clips, at the seed spreads' point estimates"
+                     + (f"; `avsf study run` with `--seeds {seeds}` on this study's folder adds the missing seeds "
+                        "and keeps the finished runs" if seeds > s else "") + ".")
+    return lines + [""]
+
+
+def _joint_plan(comps: list[st.Components], n_clips: int, most_clips_factor: int = 4) -> tuple[int, int] | None:
+    """The fewest seeds, then the fewest test clips (at most `most_clips_factor` x today's), that
+    bring every comparison's projected MDD to `MDD_TARGET`; None when no such pair exists."""
+    if not comps:
+        return None
+    for seeds in range(2, st.MOST_SEEDS + 1):
+        need = [c.clips_for(MDD_TARGET, seeds, most=most_clips_factor * n_clips) for c in comps]
+        if all(x is not None for x in need):
+            return seeds, max(n_clips, *need)
+    return None
 
 
 def convergence_section(data: ReportData) -> list[str]:
