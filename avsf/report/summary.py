@@ -332,7 +332,7 @@ def power_lines(data: ReportData) -> list[str]:
             f"{clips:,}" if clips is not None else "none: the seeds' part alone exceeds it"]) + " |")
     n = rows[0][2].n_clips
     lines += ["", f"How the smallest detectable difference would shrink, from the variance components of each "
-              f"comparison's per-clip differences over these {s} seeds x {n} test clips (`avsf.stats.Components`: "
+              f"comparison's per-clip differences over these {s} seeds x {n:,} test clips (`avsf.stats.Components`: "
               "SE² = seed-to-seed variance / seeds + (clip variance + seed x clip variance / seeds) / clips, "
               "Student's t on seeds - 1 degrees of freedom for the seed part, as the intervals above). The seed "
               f"spread is estimated from {s - 1} degree{'s' if s != 2 else ''} of freedom: the number in brackets "
