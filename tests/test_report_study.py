@@ -404,3 +404,17 @@ def test_the_power_section_says_what_more_seeds_or_clips_would_detect(report):
         assert rows[name][1] == "240" and rows[name][2] == f"{float(stats[(variant, 'top1')]['mdd']):.1f}"
         assert rows[name][5] in ("seeds", "test clips")
     assert "estimated from 1 degree of freedom" in section
+
+
+def test_the_joint_plan_grows_the_test_split_only_where_it_can():
+    import numpy as np
+
+    from avsf import stats as st
+    from avsf.report.summary import MDD_TARGET, _joint_plan
+
+    rng = np.random.default_rng(5)
+    clip_limited = st.components(rng.normal(0, 0.7, (3, 300)))  # no seed spread: more clips are the lever
+    seeds, clips = _joint_plan([clip_limited], 300)  # the built-in benchmark: up to 4x the test clips
+    assert clips > 300 and clip_limited.mdd(seeds, clips) <= MDD_TARGET
+    fixed = _joint_plan([clip_limited], 300, most_clips_factor=1)  # a dataset's own test split: seeds only
+    assert fixed[1] == 300 and fixed[0] > seeds and clip_limited.mdd(fixed[0], 300) <= MDD_TARGET

@@ -28,8 +28,8 @@ def _register_synth(dsub) -> None:
     s = dsub.add_parser(
         "synth", help="write the built-in synthetic AV benchmark (deterministic per seed)",
         description="Generate the built-in synthetic audiovisual benchmark (13 classes whose label is carried by the "
-        "picture, the sound, their synchrony, or a faint picture cue competing with a partly reliable sound) as VP9/Opus WebM clips with FLAC sidecars and train/val/test "
-        "manifests. The same "
+        "picture, the sound, their synchrony, or a faint picture cue competing with a partly reliable sound) as "
+        "VP9/Opus WebM clips with FLAC sidecars and train/val/test manifests. The same "
         "scale and seed always give the same files. Training on data.dataset = \"synth\" generates it on "
         "first use; this command writes it where you choose.")
     s.add_argument("--out", required=True, metavar="DIR", help="folder to write (manifests, videos, audio)")

@@ -314,7 +314,8 @@ def power_lines(data: ReportData) -> list[str]:
     target = 100 * MDD_TARGET
     s = rows[0][2].n_seeds
     head = ["comparison", "test clips", "MDD now (points)", "seed-to-seed SD (points)",
-            "SE from the test clips (points)", "limited by", f"seeds for MDD ≤ {target:g} at these clips (80 % upper)",
+            "SE from the test clips (points)", "limited mostly by",
+            f"seeds for MDD ≤ {target:g} at these clips (80 % upper)",
             f"test clips for MDD ≤ {target:g} at {s} seeds"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * 4 + ["---"] + ["---:"] * 2) + "|"]
 
@@ -336,17 +337,20 @@ def power_lines(data: ReportData) -> list[str]:
               "SE² = seed-to-seed variance / seeds + (clip variance + seed x clip variance / seeds) / clips, "
               "Student's t on seeds - 1 degrees of freedom for the seed part, as the intervals above). The seed "
               f"spread is estimated from {s - 1} degree{'s' if s != 2 else ''} of freedom: the number in brackets "
-              "is the seeds needed if it is at its one-sided 80 % upper bound. A comparison limited by the test "
+              "is the seeds needed if it is at its one-sided 80 % upper bound. \"Limited mostly by\" names the part "
+              "that leaves the larger MDD when the other lever is made unlimited. A comparison limited by the test "
               "clips gains from more of them (they cost evaluation only"
               + ("; `data.synth_test_per_class` sizes the built-in benchmark's test split without changing its "
                  "training clips" if data.dataset in ("", "synth") else "")
               + "); one limited by the seeds gains only from retraining.", ""]
     variants = [comp for label, _, comp in rows if not label.startswith("claim:")]
-    plan = _joint_plan(variants, n)
+    synth = data.dataset in ("", "synth")  # only the benchmark's test split can grow (data.synth_test_per_class)
+    plan = _joint_plan(variants, n, most_clips_factor=4 if synth else 1)
     if plan is not None:
         seeds, clips = plan
-        lines.append(f"For every variant against the baseline at once (claims aside): about {seeds} seeds and "
-                     f"{clips:,} test clips, at the seed spreads' point estimates"
+        lines.append(f"For every variant against the baseline at once (claims aside): about {seeds} seeds"
+                     + (f" and {clips:,} test clips" if synth else f" on these {n:,} test clips")
+                     + ", at the seed spreads' point estimates"
                      + (f"; `avsf study run` with `--seeds {seeds}` on this study's folder adds the missing seeds "
                         "and keeps the finished runs" if seeds > s else "") + ".")
     return lines + [""]
