@@ -39,13 +39,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from avsf.config import ConfigError, flatten
+from avsf.config import Config, ConfigError, flatten
 from avsf.io import UnreadableFile, atomic_torch_save, atomic_write_json, atomic_write_text, load_torch_file
-
-if TYPE_CHECKING:
-    from avsf.config import Config
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -156,8 +153,6 @@ def config_diff(existing: dict[str, Any], planned: dict[str, Any]) -> list[str]:
     only the existing config has (a field since removed) is not compared. Neither are
     `NOT_COMPARED`, nor `FROM_DATA` keys that are 0 ("take the data's") on either side.
     """
-    from avsf.config import Config
-
     a, b = flatten(existing), flatten(planned)
     defaults = flatten(_as_dict(Config()))
     diffs = []
