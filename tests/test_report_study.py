@@ -404,6 +404,9 @@ def test_the_power_section_says_what_more_seeds_or_clips_would_detect(report):
         assert rows[name][1] == "240" and rows[name][2] == f"{float(stats[(variant, 'top1')]['mdd']):.1f}"
         assert rows[name][5] in ("seeds", "test clips")
     assert "estimated from 1 degree of freedom" in section
+    # one plan for all variants, at the spreads' point estimates and at their upper bounds (2 seeds: far apart)
+    plan = section[section.index("For every variant against the baseline at once"):].split("\n", 1)[0]
+    assert "seeds and" in plan and "at the seed spreads' point estimates" in plan and "at their upper bounds" in plan
 
 
 def test_the_joint_plan_grows_the_test_split_only_where_it_can():

@@ -3,6 +3,7 @@ claims judged at this study's power, the tables, the figures, convergence and pr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -345,13 +346,20 @@ def power_lines(data: ReportData) -> list[str]:
               + "); one limited by the seeds gains only from retraining.", ""]
     variants = [comp for label, _, comp in rows if not label.startswith("claim:")]
     synth = data.dataset in ("", "synth")  # only the benchmark's test split can grow (data.synth_test_per_class)
-    plan = _joint_plan(variants, n, most_clips_factor=4 if synth else 1)
+    factor = 4 if synth else 1
+    plan = _joint_plan(variants, n, most_clips_factor=factor)
+    # the same plan if every seed spread is at its upper bound: from few seeds the point estimate
+    # has been optimistic (docs/studies.md, "Power at this budget"), so a reader plans with both
+    upper = _joint_plan([dataclasses.replace(c, seed=c.seed_upper) for c in variants], n, most_clips_factor=factor)
     if plan is not None:
         seeds, clips = plan
         lines.append(f"For every variant against the baseline at once (claims aside): about {seeds} seeds"
                      + (f" and {clips:,} test clips" if synth else f" on these {n:,} test clips")
-                     + ", at the seed spreads' point estimates"
-                     + (f"; `avsf study run` with `--seeds {seeds}` on this study's folder adds the missing seeds "
+                     + " at the seed spreads' point estimates, "
+                     + (f"{upper[0]} seeds" + (f" and {upper[1]:,} test clips" if synth else "")
+                        if upper is not None else f"more than {st.MOST_SEEDS} seeds")
+                     + " at their upper bounds"
+                     + (f"; `avsf study run` with `--seeds N` on this study's folder adds the missing seeds "
                         "and keeps the finished runs" if seeds > s else "") + ".")
     return lines + [""]
 
