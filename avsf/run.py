@@ -31,6 +31,7 @@ Rules kept here once:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -154,7 +155,7 @@ def config_diff(existing: dict[str, Any], planned: dict[str, Any]) -> list[str]:
     `NOT_COMPARED`, nor `FROM_DATA` keys that are 0 ("take the data's") on either side.
     """
     a, b = flatten(existing), flatten(planned)
-    defaults = flatten(_as_dict(Config()))
+    defaults = _defaults()
     diffs = []
     for k in sorted(b):
         if k in NOT_COMPARED or k in SET_BY_DATA or k == RESUMED_WITH or k not in (a.keys() | defaults.keys()):
@@ -165,6 +166,13 @@ def config_diff(existing: dict[str, Any], planned: dict[str, Any]) -> list[str]:
         if not _same_value(there, b[k]):
             diffs.append(f"{k}: {shown} there, {b[k]!r} now")
     return diffs
+
+
+@functools.cache
+def _defaults() -> dict[str, Any]:
+    """Every config field's default, flattened (read-only; built once: config_diff runs for every
+    run a study plans)."""
+    return flatten(_as_dict(Config()))
 
 
 def _as_dict(cfg: Config | dict[str, Any]) -> dict[str, Any]:

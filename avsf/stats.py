@@ -56,7 +56,7 @@ import itertools
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import stats as _sps
@@ -360,8 +360,8 @@ def estimate(stat: Stat, n_seeds: int, n_clips: int, *, n_boot: int = N_BOOT, se
 
 # ----------------------------------------------------------------------------- power: more seeds or clips
 MOST_SEEDS = 100  # the projections search this far
-UPPER_LEVEL = 0.8  # one-sided confidence of `Components.seed_upper`
 MOST_CLIPS = 1_000_000
+UPPER_LEVEL = 0.8  # one-sided confidence of `Components.seed_upper`
 
 
 @dataclass(frozen=True)
@@ -385,23 +385,25 @@ class Components:
     n_clips: int
     seed_upper: float = 0.0
 
-    def se(self, seeds: int, clips: int, *, seed_var: float | None = None) -> float:
-        v = self.seed if seed_var is None else seed_var
-        return math.sqrt(v / seeds + self.clip / clips + self.residual / (seeds * clips))
+    def se(self, seeds: int, clips: int) -> float:
+        return math.sqrt(self.seed / seeds + self.clip / clips + self.residual / (seeds * clips))
 
-    def df(self, seeds: int, clips: int, *, seed_var: float | None = None) -> float:
+    def df(self, seeds: int, clips: int) -> float:
         """Welch-Satterthwaite df, the seed part on seeds - 1 and the clip parts on infinitely
         many (as `combine`)."""
-        v = (self.seed if seed_var is None else seed_var) / seeds
+        v = self.seed / seeds
         if v <= 0 or seeds < 2:
             return math.inf
-        return (self.se(seeds, clips, seed_var=seed_var) ** 2) ** 2 / v**2 * (seeds - 1)
+        return (self.se(seeds, clips) ** 2) ** 2 / v**2 * (seeds - 1)
 
-    def mdd(self, seeds: int, clips: int, *, seed_var: float | None = None, alpha: float = ALPHA,
-            power: float = POWER) -> float:
+    def mdd(self, seeds: int, clips: int, *, alpha: float = ALPHA, power: float = POWER) -> float:
         """The minimum detectable difference a study of `seeds` x `clips` would have."""
-        return mdd(self.se(seeds, clips, seed_var=seed_var), alpha, power,
-                   df=self.df(seeds, clips, seed_var=seed_var))
+        return mdd(self.se(seeds, clips), alpha, power, df=self.df(seeds, clips))
+
+    def at_upper(self) -> Components:
+        """The same components with the seed part at its upper bound `seed_upper`: the
+        projections a cautious plan uses."""
+        return replace(self, seed=self.seed_upper)
 
     def limited_by(self, seeds: int, clips: int) -> str:
         """"seeds" or "test clips": whichever lever, made unlimited, leaves the larger MDD (the
@@ -410,13 +412,9 @@ class Components:
         clip_only = mdd(math.sqrt(self.clip / clips))
         return "seeds" if seed_only > clip_only else "test clips"
 
-    def seeds_for(self, target: float, clips: int, *, upper: bool = False, most: int = MOST_SEEDS) -> int | None:
+    def seeds_for(self, target: float, clips: int, *, most: int = MOST_SEEDS) -> int | None:
         """The fewest seeds (>= 2) whose MDD at `clips` test clips is <= target; None past `most`."""
-        v = self.seed_upper if upper else self.seed
-        for s in range(2, most + 1):
-            if self.mdd(s, clips, seed_var=v) <= target:
-                return s
-        return None
+        return next((s for s in range(2, most + 1) if self.mdd(s, clips) <= target), None)
 
     def clips_for(self, target: float, seeds: int, *, most: int = MOST_CLIPS) -> int | None:
         """The fewest test clips whose MDD at `seeds` seeds is <= target; None when even `most`

@@ -221,7 +221,7 @@ def test_seeds_and_clips_needed_move_the_right_way():
     k = c.seeds_for(0.05, 400)
     assert k is not None and c.mdd(k, 400) <= 0.05 < c.mdd(k - 1, 400)
     assert c.seeds_for(0.05, 4000) <= k  # more clips never need more seeds
-    assert c.seed_upper > c.seed and c.seeds_for(0.05, 400, upper=True) >= k
+    assert c.seed_upper > c.seed and c.at_upper().seeds_for(0.05, 400) >= k
     quiet = st.components(rng.normal(0, 0.45, (3, 400)))  # no training spread: estimate 0, bound above it
     assert quiet.seed <= quiet.seed_upper and quiet.seed_upper > 0
     assert c.clips_for(0.05, 3) is None  # the seeds' part alone exceeds 5 points at 3 seeds

@@ -130,15 +130,15 @@ def _loader_options(p, loaders: tuple[str, ...], default: str, loader_help: str)
 
 
 def run_synth(args) -> int:
-    from avsf.data import BUILTIN_SETS
+    from avsf.data import BUILTIN_SETS, synth_split_options
 
     if args.test_per_class and args.dataset != "synth":
         print(f"avsf data synth: --test-per-class sizes the benchmark's test split (--dataset synth), not "
               f"{args.dataset}'s: leave it out", file=sys.stderr)
         return 2
-    options = {"per_class": {"test": args.test_per_class}} if args.test_per_class else {}
     info = BUILTIN_SETS[args.dataset].generate(args.out, args.scale, args.seed, workers=args.workers,
-                                                 progress=not args.no_progress, **options)
+                                                 progress=not args.no_progress,
+                                                 **synth_split_options(args.test_per_class))
     print(f"wrote {sum(info['split_sizes'].values())} clips ({info['split_sizes']}) to {args.out} "
           f"in {info['generation_s']:.1f} s")
     return 0

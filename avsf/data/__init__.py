@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from avsf.config import Config, ConfigError
+from avsf.cores import usable_cores
 from avsf.data.errors import ManifestError, PrepareError, TooManyFailedClips
 from avsf.data.manifest import Row, read_manifest
 from avsf.data.sampling import ClipGeometry, ClipSpec, shard_indices, test_specs, train_spec
@@ -33,7 +34,8 @@ log = logging.getLogger("avsf.data")
 from avsf.data.synth import VERSION as SYNTH_VERSION  # keys the cache folder: a new generator regenerates
 
 __all__ = ["TooManyFailedClips", "ManifestError", "PrepareError", "DatasetInfo", "dataset_info", "build_loader",
-           "AVLoader", "synth_root", "load_rows", "say_once", "BuiltinSet", "BUILTIN_SETS", "prepared_root"]
+           "AVLoader", "synth_root", "synth_split_options", "load_rows", "say_once", "BuiltinSet", "BUILTIN_SETS",
+           "prepared_root"]
 
 
 @dataclass
@@ -94,6 +96,13 @@ BUILTIN_SETS: dict[str, BuiltinSet] = {
 }
 
 
+def synth_split_options(test_per_class: int) -> dict[str, Any]:
+    """The generator options (`BuiltinSet.generate`) that give the benchmark `test_per_class`
+    test clips per class; none for 0 (the scale's own count). Only `synth` takes them: the config
+    (`data.synth_test_per_class`) and `avsf data synth --test-per-class` refuse the other sets."""
+    return {"per_class": {"test": test_per_class}} if test_per_class else {}
+
+
 def synth_root(cfg: Config) -> Path:
     name = cfg.data.dataset if cfg.data.dataset in BUILTIN_SETS else "synth"
     version = BUILTIN_SETS[name].version
@@ -128,9 +137,9 @@ def ensure_synth(cfg: Config, *, workers: int | None = None) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("generating the built-in set %s (%s, seed %d) into %s", name, cfg.data.synth_scale,
                  cfg.data.synth_seed, root)
-        options = {"per_class": {"test": cfg.data.synth_test_per_class}} if cfg.data.synth_test_per_class else {}
         BUILTIN_SETS[name].generate(tmp, cfg.data.synth_scale, cfg.data.synth_seed,
-                                    workers=workers or max(1, min(2, os.cpu_count() or 1)), **options)
+                                    workers=workers or min(2, usable_cores()),
+                                    **synth_split_options(cfg.data.synth_test_per_class))
         if root.exists():
             shutil.rmtree(root)
         os.rename(tmp, root)

@@ -19,7 +19,8 @@ plain conv: on the 2-core AMD EPYC all three. On an Intel Xeon the space-to-dept
 0.5-0.6x (the other two still pay); it stays on so that the committed studies, trained with it,
 reproduce exactly; choosing the CPU set per machine is the follow-up (docs/performance.md).
 None has been measured on CUDA, where cuDNN picks its own algorithms, so none runs there until
-the bench's CUDA groups show one helps (`set_execution_helpers("cuda", [...])` turns one on, e.g. for that bench)."""
+the bench's CUDA groups show one helps (`set_execution_helpers("cuda", [...])` turns one on,
+e.g. for that bench)."""
 
 
 def set_execution_helpers(device_type: str, names: Iterable[str]) -> None:

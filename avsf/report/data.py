@@ -247,8 +247,13 @@ def gather(study_dir: str | Path) -> ReportData:
     return ReportData(record=record, rows=rows, keys=keys, percent=percent, dataset=dataset, views=views)
 
 
+def on_benchmark(data: ReportData) -> bool:
+    """The runs used the built-in synthetic benchmark (`data.dataset = "synth"`)."""
+    return data.dataset in ("", "synth")
+
+
 def dataset_text(data: ReportData) -> str:
-    if data.dataset in ("", "synth"):
+    if on_benchmark(data):
         return "the built-in synthetic benchmark"
     return f"dataset {data.dataset}"
 

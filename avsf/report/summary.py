@@ -3,13 +3,12 @@ claims judged at this study's power, the tables, the figures, convergence and pr
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
 from avsf import stats as st
 from avsf.io import atomic_write_text
-from avsf.report.data import ReportData, Row, dataset_text, fmt, fmt_ci, fmt_p, metric_name
+from avsf.report.data import ReportData, Row, dataset_text, fmt, fmt_ci, fmt_p, metric_name, on_benchmark
 from avsf.report.evidence import Evidence, Verdict, converged
 from avsf.report.figures import Figure
 from avsf.report.latex import plain
@@ -284,22 +283,19 @@ def _power_rows(data: ReportData) -> list[tuple[str, st.Comparison, st.Component
     """(what is compared, its comparison, its variance components): each variant against the
     baseline on the study metric, then each claim not already among them."""
     ev = data.evidence
-    out, seen = [], set()
-    wanted = [(row.name, ev.baseline, data.metric, data.named(row)) for row in data.rows if row.name != ev.baseline]
+    wanted = [(row.name, ev.baseline, data.metric, data.named(row), ev.comparison(row.name, data.metric))
+              for row in data.rows if row.name != ev.baseline]
     wanted += [(v.claim.better, v.claim.worse, v.claim.metric or data.metric,
                 f"claim: {data.named(data.row(v.claim.better))} vs {data.named(data.row(v.claim.worse))}"
-                + (f", {metric_name(v.claim.metric)}" if v.claim.metric and v.claim.metric != data.metric else ""))
-               for v in ev.claims if v.comparison is not None]
-    for a, b, key, label in wanted:
+                + (f", {metric_name(v.claim.metric)}" if v.claim.metric and v.claim.metric != data.metric else ""),
+                v.comparison) for v in ev.claims]
+    out, seen = [], set()
+    for a, b, key, label, cmp in wanted:
         if (frozenset((a, b)), key) in seen:  # a claim the other way round is the same comparison
             continue
         seen.add((frozenset((a, b)), key))
-        cmp = ev.comparison(a, key) if b == ev.baseline else None
-        if cmp is None:
-            cmp = next((v.comparison for v in ev.claims
-                        if (v.claim.better, v.claim.worse, v.claim.metric or data.metric) == (a, b, key)), None)
-        comp = ev.components(a, b, key)
-        if cmp is not None and comp is not None and not cmp.identical and comp.n_seeds > 1:
+        comp = ev.components(a, b, key) if cmp is not None and not cmp.identical else None
+        if comp is not None and comp.n_seeds > 1:
             out.append((label, cmp, comp))
     return out
 
@@ -313,6 +309,7 @@ def power_lines(data: ReportData) -> list[str]:
     if not rows:
         return []
     target = 100 * MDD_TARGET
+    synth = on_benchmark(data)  # only the benchmark's test split can grow (data.synth_test_per_class)
     s = rows[0][2].n_seeds
     head = ["comparison", "test clips", "MDD now (points)", "seed-to-seed SD (points)",
             "SE from the test clips (points)", "limited mostly by",
@@ -326,7 +323,7 @@ def power_lines(data: ReportData) -> list[str]:
     for label, cmp, comp in rows:
         n = comp.n_clips  # a class group's claim: its group's clips
         clip_se = math.sqrt(comp.clip / n + comp.residual / (s * n))
-        k, k_up = comp.seeds_for(MDD_TARGET, n), comp.seeds_for(MDD_TARGET, n, upper=True)
+        k, k_up = comp.seeds_for(MDD_TARGET, n), comp.at_upper().seeds_for(MDD_TARGET, n)
         clips = comp.clips_for(MDD_TARGET, s)
         lines.append("| " + " | ".join([
             label, f"{n:,}", f"{cmp.mdd * 100:.1f}", f"{math.sqrt(comp.seed) * 100:.1f}", f"{clip_se * 100:.1f}",
@@ -342,15 +339,14 @@ def power_lines(data: ReportData) -> list[str]:
               "that leaves the larger MDD when the other lever is made unlimited. A comparison limited by the test "
               "clips gains from more of them (they cost evaluation only"
               + ("; `data.synth_test_per_class` sizes the built-in benchmark's test split without changing its "
-                 "training clips" if data.dataset in ("", "synth") else "")
+                 "training clips" if synth else "")
               + "); one limited by the seeds gains only from retraining.", ""]
     variants = [comp for label, _, comp in rows if not label.startswith("claim:")]
-    synth = data.dataset in ("", "synth")  # only the benchmark's test split can grow (data.synth_test_per_class)
     factor = 4 if synth else 1
     plan = _joint_plan(variants, n, most_clips_factor=factor)
     # the same plan if every seed spread is at its upper bound: from few seeds the point estimate
     # has been optimistic (docs/studies.md, "Power at this budget"), so a reader plans with both
-    upper = _joint_plan([dataclasses.replace(c, seed=c.seed_upper) for c in variants], n, most_clips_factor=factor)
+    upper = _joint_plan([c.at_upper() for c in variants], n, most_clips_factor=factor)
     if plan is not None:
         seeds, clips = plan
         lines.append(f"For every variant against the baseline at once (claims aside): about {seeds} seeds"
