@@ -22,7 +22,7 @@ for f in .whl/dali/part-* .whl/dali/PARTS .whl/dali/WHEEL .whl/dali/SHA256; do
   [ -f "$f" ] && cp "$f" "$STASH/"
 done
 if [ -f "$STASH/PARTS" ] && [ ! -f "$STASH/.installed" ]; then
-  have=$(ls "$STASH"/part-* 2>/dev/null | wc -l)
+  have=$(find "$STASH" -maxdepth 1 -name 'part-*' | wc -l)  # not ls: with no part yet it fails under pipefail
   need=$(cat "$STASH/PARTS")
   if [ "$have" -eq "$need" ]; then
     wheel=$(cat "$STASH/WHEEL")
