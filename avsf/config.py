@@ -436,6 +436,10 @@ class TrainConfig:
     plateau_window: int = 3
     plateau_tol: float = 0.02
     early_stop: bool = False  # stop at the first epoch >= min_epochs where the run has converged
+    # Precise BN (avsf/train/precise_bn.py): before each evaluation, every training BN layer's
+    # running statistics recomputed over this many training batches with the weights fixed;
+    # 0: off (training's running averages). The paper scale sets the authors' 200.
+    precise_bn_batches: int = 0
     min_epochs: int = 1
     tensorboard: bool = False  # also write the per-epoch scalars to <run>/tb (torch.utils.tensorboard)
     compile: bool = False  # regional torch.compile of the model (avsf.model.compile_model); opt-in
@@ -458,7 +462,7 @@ class TrainConfig:
             c.one_of("objective", objective_names())
         for name in ("epochs", "batch_size", "eval_every_epochs"):
             c.number(name, 1)
-        for name in ("seed", "checkpoint_every_steps", "max_train_clips", "num_threads"):
+        for name in ("seed", "checkpoint_every_steps", "max_train_clips", "num_threads", "precise_bn_batches"):
             c.number(name, 0)
         c.number("base_lr", 0, low_open=True)
         for name in ("warmup_epochs", "warmup_start_lr", "weight_decay", "weight_decay_bn", "avs_weight", "rot_weight"):
@@ -558,9 +562,12 @@ class Config:
 
 # Scales change sizes only. `paper` is the dataclass defaults (the authors' recipe), with the
 # class count taken from the dataset at every scale (a 400-way head on a 10-class dataset
-# trained 390 dead outputs); a config or variant that sets model.num_classes keeps its own.
+# trained 390 dead outputs; a config or variant that sets model.num_classes keeps its own), and
+# the authors' precise BN: a field added after runs were made defaults to what avsf did before
+# it existed (avsf.run.config_diff reads an absent key as the default), so the recipe's value
+# lives here.
 SCALES: dict[str, dict[str, Any]] = {
-    "paper": {"model.num_classes": 0},
+    "paper": {"model.num_classes": 0, "train.precise_bn_batches": 200},
     "small": {
         "model.stage_blocks": [1, 1, 1, 1],
         # Sized so that a run converges within minutes on one CPU core (docs/studies.md): the

@@ -32,6 +32,7 @@ from avsf.train.checks import check_against_dataset, check_init_source, resolve_
 from avsf.train.convergence import plateaued
 from avsf.train.epoch import EpochClock, EpochSums
 from avsf.train.objectives import auxiliaries_for, objective_for
+from avsf.train.precise_bn import recompute as recompute_bn
 from avsf.train.schedule import lr_at, set_lr
 from avsf.train.setup import (
     apply_freezing,
@@ -456,6 +457,7 @@ class _Trainer:
         epochs = self.cfg.train.epochs
         if (epoch + 1) % max(self.cfg.train.eval_every_epochs, 1) and epoch + 1 != epochs:
             return None
+        bn_s = self.precise_bn(epoch) if self.cfg.train.precise_bn_batches > 0 else None
         s = self._score("val", "test", f"val {epoch + 1}/{epochs}", views=(1, 1))
         st, t = self.state, self.cfg.train
         st["failed_clips"] += s.failed
@@ -466,7 +468,19 @@ class _Trainer:
         st["val_history"] = [*st["val_history"], value]
         st["converged"] = plateaued(st["val_history"], t.plateau_window, t.plateau_tol)
         st["stopped_early"] = t.early_stop and st["converged"] and t.min_epochs <= epoch + 1 < t.epochs
-        return {"epoch": epoch + 1, "step": (epoch + 1) * iters, "split": "val", **s.metrics}
+        return {"epoch": epoch + 1, "step": (epoch + 1) * iters, "split": "val", **s.metrics,
+                **({"precise_bn_s": bn_s} if bn_s is not None else {})}
+
+    def precise_bn(self, epoch: int) -> float:
+        """Precise BN statistics for this evaluation (avsf.train.precise_bn) over this epoch's
+        training clips; the seconds it took. The final test reads the last evaluation's."""
+        t0, cfg = time.perf_counter(), self.cfg
+        loader = self.f.loader(cfg, "train", "train", shard_id=self.info.rank, num_shards=self.info.world, epoch=epoch)
+        set_train_mode(self.model, cfg)
+        recompute_bn(self.model, loader, min(cfg.train.precise_bn_batches, len(loader)), info=self.info,
+                     precision=cfg.train.precision, channels_last=self.channels_last,
+                     seed=cfg.train.seed * 1_000_003 + 500_009 + epoch)
+        return time.perf_counter() - t0
 
     def end_epoch(self, epoch: int, iters: int, train_row: dict, val_row: dict | None) -> None:
         """Metrics rows, the epoch's checkpoint, the progress line, then the caller's hook."""
