@@ -119,7 +119,8 @@ def test_kill_at_a_mid_epoch_checkpoint_then_resume_gives_the_same_result(tmp_pa
 def test_torchrun_two_cpu_processes_gloo(tmp_path):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "avsf", "train", *TINY, "--set", "train.epochs=1", "--set", "data.num_threads=1", "--out", str(run)]
+           "-m", "avsf", "train", *TINY, "--set", "train.epochs=1", "--set", "data.num_threads=1",
+           "--set", "train.precise_bn_batches=2", "--out", str(run)]  # precise BN's all-reduce too
     p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-4000:])
     result = json.loads((run / "result.json").read_text())
@@ -135,4 +136,5 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path):
     assert result["clips"] == sizes[cfg["eval"]["split"]]  # every test clip scored once over the shards
     assert 0.0 <= result["top1"] <= 1.0
     assert len(rows) == 2  # rank 0 alone wrote the metrics
+    assert rows[1]["split"] == "val" and rows[1]["precise_bn_s"] >= 0
     assert p.stdout.count('"top1"') == 1  # and printed the result
