@@ -3,7 +3,8 @@
 - `add_progress_flag(parser)`: `--no-progress` (the one name for "no bars, no per-step lines").
 - `add_set_option(parser)`: the repeatable `--set KEY=VALUE` config override.
 - `add_scale_option(parser)`: `--scale tiny|small|paper`.
-- `positive_int`, `non_negative_int`: argparse types whose errors name the value and the range.
+- `positive_int`, `non_negative_int`, `positive_float`: argparse types whose errors name the value and
+  the range.
 
 Importing this module is cheap (no torch): `avsf --help` builds every parser.
 """
@@ -31,6 +32,19 @@ def _int_at_least(low: int):
 
 positive_int = _int_at_least(1)
 non_negative_int = _int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; must be a number > 0")
+    return value
+
+
+positive_float.__name__ = "number > 0"
 
 
 def add_progress_flag(parser: argparse.ArgumentParser, *, deprecated: tuple[str, ...] = ()) -> None:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option, positive_int
+from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option, positive_float, positive_int
 
 
 def register(sub) -> None:
@@ -37,6 +37,13 @@ def register(sub) -> None:
     r.add_argument("--claim-ttl", type=positive_int, default=None, metavar="SECONDS",
                    help="seconds without a heartbeat after which another machine's claim on a run counts as dead "
                         "(default 600; machines' clocks must agree to well within it)")
+    r.add_argument("--until-mdd", type=positive_float, default=None, metavar="POINTS",
+                   help="after the study's seeds, add seeds until every variant's smallest detectable difference "
+                        "against the baseline (the report's MDD on the study metric, in percentage points) is at "
+                        "most POINTS, or --max-seeds is reached; each round goes to the seeds the measured "
+                        "variance projects and measures again (docs/studies.md, \"Power\")")
+    r.add_argument("--max-seeds", type=positive_int, default=20, metavar="N",
+                   help="the most seeds --until-mdd adds up to (default 20)")
     add_progress_flag(r, deprecated=("--quiet",))
     r.set_defaults(func=_run)
 
@@ -68,8 +75,8 @@ _workers.__name__ = "'auto' or an integer >= 1"
 
 
 def _run(args: argparse.Namespace) -> int:
-    from avsf.study.runner import plan_study, run_study, run_workers
-    from avsf.study.spec import load_study
+    from avsf.study.runner import plan_study
+    from avsf.study.spec import StudyError, load_study
     from avsf.study.store import run_state
 
     spec = load_study(args.study)
@@ -80,6 +87,17 @@ def _run(args: argparse.Namespace) -> int:
         for p in plan:
             print(f"  {p.variant:<16} seed{p.seed}  {run_state(p.path):<8} epochs {p.cfg.train.epochs}  {p.path}")
         return 0
+    if args.until_mdd is None:
+        return _run_round(args, spec, out)
+    if args.variant:
+        raise StudyError("--until-mdd sizes the whole study against its baseline: leave out --variant")
+    return _until_mdd(args, spec, out)
+
+
+def _run_round(args: argparse.Namespace, spec, out: Path) -> int:
+    """Every run of the study at `args.seeds` seeds: in this process, or in `--workers` processes."""
+    from avsf.study.runner import run_study, run_workers
+
     if args.workers > 1:
         return run_workers(args.workers, _worker_args(args, out))
     outcome = run_study(
@@ -97,6 +115,37 @@ def _run(args: argparse.Namespace) -> int:
         print(f"avsf study: {len(outcome.failed)} run(s) failed; see `avsf study status {out}`", file=sys.stderr)
         return 1
     return 0
+
+
+def _until_mdd(args: argparse.Namespace, spec, out: Path) -> int:
+    """Rounds of `_run_round`, each at the seeds the last one's variance projects
+    (avsf.report.power), until every variant's MDD is at most --until-mdd points or the
+    seeds reach --max-seeds. The finished runs of earlier rounds are kept, as `--seeds N` does."""
+    from avsf.report.power import power_table, study_power
+    from avsf.study.spec import StudyError
+
+    target = args.until_mdd / 100
+    args.seeds = max(len(spec.seeds(args.scale, args.seeds)), 2)  # one seed has no spread to measure
+    if args.seeds > args.max_seeds:
+        raise StudyError(f"--max-seeds {args.max_seeds} is below the {args.seeds} seeds this study starts from")
+    while True:
+        rc = _run_round(args, spec, out)
+        if rc:
+            return rc
+        power = study_power(out, target)
+        print(f"avsf study: {spec.name} at {args.seeds} seeds, against MDD <= {args.until_mdd:g} points:\n"
+              f"{power_table(power)}", file=sys.stderr, flush=True)
+        if power.met:
+            print(f"avsf study: every variant's MDD is at most {args.until_mdd:g} points at {args.seeds} seeds",
+                  file=sys.stderr)
+            return 0
+        if args.seeds >= args.max_seeds:
+            print(f"avsf study: not reached at --max-seeds {args.max_seeds}; the finished runs are kept: a larger "
+                  f"--max-seeds goes on from them (the report's \"Power\" section projects what is needed)",
+                  file=sys.stderr)
+            return 0
+        args.seeds = power.next_seeds(args.seeds, args.max_seeds)
+        print(f"avsf study: going on to {args.seeds} seeds", file=sys.stderr, flush=True)
 
 
 def _worker_args(args: argparse.Namespace, out: Path) -> list[str]:
