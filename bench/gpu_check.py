@@ -64,7 +64,9 @@ def train_overrides(dry: bool) -> tuple[str, dict]:
                         "train.max_train_clips": 16, "eval.temporal_views": 1, "eval.spatial_views": 1}
     return "paper", {"data.synth_scale": "gpu", "data.loader": "dali", "data.device": "gpu", "data.num_threads": 8,
                      "train.batch_size": 8, "train.epochs": 1, "train.max_train_clips": 240, "train.precision": "bf16",
-                     "train.channels_last": True, "eval.temporal_views": 1, "eval.spatial_views": 1}
+                     "train.channels_last": True, "eval.temporal_views": 1, "eval.spatial_views": 1,
+                     # the check times training and decoding: no extra decode pass before validation
+                     "train.precise_bn_batches": 0}
 
 
 # ----------------------------------------------------------------------------- phases
