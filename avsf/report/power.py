@@ -69,12 +69,13 @@ def study_power(folder: str | Path, target: float) -> StudyPower:
     return StudyPower(target, rows)
 
 
-def power_table(p: StudyPower, scale: float = 100.0, unit: str = "points") -> str:
-    """The per-variant lines `avsf study run --until-mdd` prints after each round."""
+def power_table(p: StudyPower) -> str:
+    """The per-variant lines `avsf study run --until-mdd` prints after each round (percentage
+    points: the study metrics are accuracies and mAPs)."""
     def seeds(v: VariantPower) -> str:
         return str(v.seeds_needed) if v.seeds_needed is not None else f"> {st.MOST_SEEDS}"
 
     return "\n".join(
-        f"  {v.label:<28} MDD {v.mdd * scale:5.1f} {unit} over {v.seeds} seeds"
-        + ("  ok" if v.mdd <= p.target else f"  > {p.target * scale:g}; projected seeds for it: {seeds(v)}")
+        f"  {v.label:<28} MDD {100 * v.mdd:5.1f} points over {v.seeds} seeds"
+        + ("  ok" if v.mdd <= p.target else f"  > {100 * p.target:g}; projected seeds for it: {seeds(v)}")
         for v in p.variants)
