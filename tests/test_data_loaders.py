@@ -307,7 +307,9 @@ def test_bench_reports_clips_and_frames(tiny_cache):
     cfg = cfg_for(tiny_cache, **{"data.loader": "reference", "data.num_threads": 1})
     r = bench_loader(cfg, "train", 2, step_ms=5)
     assert r["batches"] == 2 and r["clips"] == 8 and r["loader"] == "reference"
-    assert r["frames_per_s"] == pytest.approx(r["clips_per_s"] * 4, rel=0.02)  # 4 Fast frames per clip
+    # 4 Fast frames per clip; both rates are rounded to 0.1, so on a slow or busy machine (1.65
+    # clips/s -> 1.7, 6.6 frames/s) only the rounding bounds the gap, not a relative tolerance
+    assert r["frames_per_s"] == pytest.approx(r["clips_per_s"] * 4, abs=4 * 0.05 + 0.05)
     assert 0.0 <= r["wait_share"] <= 1.0 and r["seconds"] >= 0.01
     with pytest.raises(ValueError, match="batches"):
         bench_loader(cfg, "train", 0)
