@@ -3,8 +3,8 @@
 - `add_progress_flag(parser)`: `--no-progress` (the one name for "no bars, no per-step lines").
 - `add_set_option(parser)`: the repeatable `--set KEY=VALUE` config override.
 - `add_scale_option(parser)`: `--scale tiny|small|paper`.
-- `positive_int`, `non_negative_int`, `positive_float`: argparse types whose errors name the value and
-  the range.
+- `positive_int`, `non_negative_int`, `positive_float`, `non_negative_ms`: argparse types whose errors
+  name the value and the range.
 
 Importing this module is cheap (no torch): `avsf --help` builds every parser.
 """
@@ -34,17 +34,24 @@ positive_int = _int_at_least(1)
 non_negative_int = _int_at_least(0)
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; must be a number > 0")
-    return value
+def _float_where(requirement: str, ok):
+    """An argparse float type: a number for which `ok(value)` holds (NaN never does), else an
+    error naming the value and `requirement`."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; must be {requirement}")
+        return value
+
+    parse.__name__ = requirement
+    return parse
 
 
-positive_float.__name__ = "number > 0"
+positive_float = _float_where("a number > 0", lambda v: v > 0)
+non_negative_ms = _float_where("milliseconds >= 0", lambda v: v >= 0)
 
 
 def add_progress_flag(parser: argparse.ArgumentParser, *, deprecated: tuple[str, ...] = ()) -> None:

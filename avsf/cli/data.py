@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option, non_negative_int, positive_int
+from avsf.cli.common import add_progress_flag, add_scale_option, add_set_option, non_negative_int, non_negative_ms, positive_int
 
 # avsf.data.formats.FORMATS and "ava" (avsf.data.detection), spelled out so that building the parser does
 # not import torch (a test keeps them equal)
@@ -94,18 +94,6 @@ def _register_preview(dsub) -> None:
     v.set_defaults(func=run_preview)
 
 
-def _non_negative_ms(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not allowed; must be milliseconds >= 0")
-    return value
-
-
 def _register_bench(dsub) -> None:
     b = dsub.add_parser(
         "bench", help="loader throughput (clips/s, decoded frames/s); DALI vs reference at equal threads",
@@ -113,7 +101,7 @@ def _register_bench(dsub) -> None:
         "batches after one warm-up batch, for DALI, the reference loader, or both at the same thread count.")
     b.add_argument("--threads", type=positive_int, default=2, help="decoder threads / worker processes (default 2)")
     b.add_argument("--batches", type=positive_int, default=20, help="batches to time (after one warm-up batch)")
-    b.add_argument("--step-ms", type=_non_negative_ms, default=0.0,
+    b.add_argument("--step-ms", type=non_negative_ms, default=0.0,
                    help="sleep this long after each batch, as a GPU training step would take (shows overlap)")
     b.add_argument("--json", action="store_true", help="print one JSON object")
     _loader_options(b, ("dali", "reference", "both"), "both", "which loader to time (default: both, and their ratio)")
