@@ -35,12 +35,12 @@ from torch import nn
 
 from avsf import distributed as D
 from avsf.eval import inference as I
+from avsf.train.setup import bn_modules
 
 
 def training_bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     """The BN layers whose statistics a training step would update (training mode, tracking)."""
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    return [m for m in bn_modules(model) if m.training and m.track_running_stats]
 
 
 def recompute(model: nn.Module, batches: Iterable[dict[str, Any]], count: int, *, info: D.DistInfo,
