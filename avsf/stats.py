@@ -453,6 +453,32 @@ def components(diffs: np.ndarray) -> Components:
                       seed_upper=max(0.0, (ms_seed_upper - ms_e) / n))
 
 
+def spread_shares(diffs: np.ndarray, masks: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """Where the training-to-training spread of a paired comparison comes from: (the SD of the
+    per-seed mean differences, each clip set's share of their variance) for a (seeds x clips)
+    table of per-clip differences and (sets x clips) 0/1 masks that partition the clips (class
+    groups). A set's share is the covariance of its part of the per-seed difference with the
+    whole, over the whole's variance: the shares sum to 1, and a negative one offsets the others.
+    None with fewer than 3 seeds (a variance from one degree of freedom splits into noise) or
+    when the per-seed differences do not vary."""
+    d, m = np.asarray(diffs, dtype=np.float64), np.asarray(masks, dtype=np.float64)
+    if d.ndim != 2 or m.ndim != 2 or m.shape[1] != d.shape[1]:
+        raise ValueError(f"spread_shares needs (seeds x clips) differences and (sets x clips) masks, got "
+                         f"{d.shape} and {m.shape}")
+    if not np.array_equal(m.sum(axis=0), np.ones(d.shape[1])):
+        raise ValueError("spread_shares: the masks must put every clip in exactly one set")
+    if d.shape[0] < 3:
+        return None
+    total = d.mean(axis=1)
+    parts = d @ m.T / d.shape[1]  # (seeds, sets): each set's clips' contribution to the seed's mean
+    var = float(total.var(ddof=1))
+    if var <= 0:
+        return None
+    centred = total - total.mean()
+    shares = (parts - parts.mean(axis=0)).T @ centred / (len(total) - 1) / var
+    return math.sqrt(var), shares
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm's step-down adjustment of a family of p-values (NaN stays NaN)."""
     idx = [i for i, p in enumerate(p_values) if math.isfinite(p)]
@@ -468,5 +494,5 @@ def holm(p_values: Sequence[float]) -> list[float]:
 __all__ = [
     "ALPHA", "POWER", "N_BOOT", "Interval", "Comparison", "clip_weights", "seed_inflation", "replicates",
     "interval", "p_value", "mdd", "sign_flip_p", "min_seed_p", "seed_level_note", "clipwise", "mean_ap",
-    "compare", "estimate", "holm", "Components", "components", "MOST_SEEDS", "MOST_CLIPS",
+    "compare", "estimate", "holm", "Components", "components", "spread_shares", "MOST_SEEDS", "MOST_CLIPS",
 ]

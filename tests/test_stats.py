@@ -228,3 +228,23 @@ def test_seeds_and_clips_needed_move_the_right_way():
     clip_limited = st.components(rng.normal(0, 0.6, (1, 1)) * 0 + rng.normal(0, 0.6, (3, 300)))
     m = clip_limited.clips_for(0.05, 3)
     assert m is not None and m > 300 and clip_limited.mdd(3, m) <= 0.05 < clip_limited.mdd(3, m - 1)
+
+
+def test_spread_shares_find_the_group_whose_learning_varies():
+    """A planted training-to-training effect in one group's clips: that group carries the spread."""
+    rng = np.random.default_rng(2)
+    s, n = 8, 600
+    masks = np.zeros((3, n))
+    masks[0, :200], masks[1, 200:400], masks[2, 400:] = 1, 1, 1
+    d = rng.normal(0, 0.3, (s, n))  # clip noise everywhere
+    d[:, 400:] += rng.normal(0, 0.25, (s, 1))  # the third group is learned by some seeds, not others
+    sd, shares = st.spread_shares(d, masks)
+    assert shares.sum() == pytest.approx(1.0)
+    assert shares[2] > 0.8 and abs(shares[0]) < 0.2 and abs(shares[1]) < 0.2
+    assert sd == pytest.approx(float(d.mean(axis=1).std(ddof=1)))
+    assert st.spread_shares(d[:2], masks) is None  # 2 seeds: one degree of freedom to split
+    assert st.spread_shares(np.zeros((4, n)), masks) is None  # no spread to split
+    with pytest.raises(ValueError, match="exactly one set"):
+        st.spread_shares(d, masks[:2])
+    with pytest.raises(ValueError, match="seeds x clips"):
+        st.spread_shares(d, masks[:, :10])

@@ -120,6 +120,24 @@ class Evidence:
             d = d[:, group > 0]
         return st.components(d) if d.shape[1] >= 2 else None
 
+    def spread_by_group(self, a: str, b: str) -> tuple[float, dict[str, float]] | None:
+        """(SD of the per-seed top-1 differences a - b, each class group's share of their variance;
+        `avsf.stats.spread_shares`) on their common seeds: which group's clips carry the
+        training-to-training spread. None unless single-label runs whose class groups hold every
+        test clip exactly once, on at least 3 common seeds."""
+        seeds = sorted(set(self.seeds_of(a)) & set(self.seeds_of(b)))
+        if self.kind != "single" or len(self.groups) < 2 or len(seeds) < 3:
+            return None
+        values, _ = self._per_clip([[self.preds[(n, s)] for s in seeds] for n in (a, b)], "top1")
+        if values is None:
+            return None
+        names = list(self.groups)
+        masks = np.stack([group_mask(self.preds[(a, seeds[0])], self.groups[g]) for g in names])
+        if not np.array_equal(masks.sum(axis=0), np.ones(masks.shape[1])):
+            return None  # groups that overlap or leave clips out do not split the spread
+        out = st.spread_shares(values[0] - values[1], masks)
+        return None if out is None else (out[0], dict(zip(names, out[1].tolist())))
+
     def compare(self, a: str, b: str, key: str, masks: np.ndarray | None = None) -> list[st.Comparison]:
         seeds = sorted(set(self.seeds_of(a)) & set(self.seeds_of(b)))
         if not seeds:

@@ -267,7 +267,7 @@ def statistics_section(data: ReportData) -> list[str]:
         lines += chance_lines(data)
     power = power_lines(data)
     if power:
-        lines += ["### Power: what more seeds or test clips would detect", "", *power]
+        lines += ["### Power: what more seeds or test clips would detect", "", *power, *spread_lines(data)]
     if ev.missing:
         lines += [f"Left out of the statistics (no predictions.json): {', '.join(ev.missing)}.", ""]
     lines += [f"Note: {n}." for n in ev.notes] + ([""] if ev.notes else [])
@@ -358,6 +358,34 @@ def power_lines(data: ReportData) -> list[str]:
                      + (f"; `avsf study run` with `--seeds N` on this study's folder adds the missing seeds "
                         "and keeps the finished runs" if seeds > s else "") + ".")
     return lines + [""]
+
+
+def spread_lines(data: ReportData) -> list[str]:
+    """Which class group carries each variant's seed-to-seed spread against the baseline (top-1
+    studies on class-grouped benchmarks, 3 seeds or more; `Evidence.spread_by_group`): the part
+    of the MDD that only more seeds, or a benchmark learned more reliably, can reduce."""
+    ev = data.evidence
+    if ev is None or data.metric != "top1":
+        return []
+    rows = [(data.named(row), out) for row in data.rows if row.name != ev.baseline
+            and (out := ev.spread_by_group(row.name, ev.baseline)) is not None]
+    if not rows:
+        return []
+    shown = [k[5:] for k in ev.keys if k.startswith("top1_") and k[5:] in ev.groups]  # the group table's order
+    groups = shown + [g for g in ev.groups if g not in shown]
+    lines = ["| comparison | SD of the per-seed differences (points) | " + " | ".join(groups) + " |",
+             "|---|" + "---:|" * (len(groups) + 1)]
+    for label, (sd, shares) in rows:
+        lines.append(f"| {label} | {100 * sd:.1f} | " + " | ".join(f"{100 * shares[g]:.0f} %" for g in groups) + " |")
+    top = [f"{label}: {max(groups, key=lambda g: shares[g])} ({100 * max(shares.values()):.0f} %)"
+           for label, (_, shares) in rows]
+    return ["Where each variant's seed-to-seed spread against the baseline comes from: the SD of the "
+            "per-seed top-1 differences and each class group's share of their variance (the group's part "
+            "of the difference, its covariance with the whole over the whole's variance; the shares sum to "
+            "100 %, a negative one offsets the others; `avsf.stats.spread_shares`):", "", *lines, "",
+            "Largest share: " + "; ".join(top) + ". More test clips do not reduce this spread; more seeds "
+            "average it, and the group that carries it is the one whose learning varies from training to "
+            "training.", ""]
 
 
 def _joint_plan(comps: list[st.Components], n_clips: int, most_clips_factor: int = 4) -> tuple[int, int] | None:
