@@ -453,12 +453,14 @@ def components(diffs: np.ndarray) -> Components:
                       seed_upper=max(0.0, (ms_seed_upper - ms_e) / n))
 
 
-def spread_shares(diffs: np.ndarray, masks: np.ndarray) -> tuple[float, np.ndarray] | None:
+def spread_shares(diffs: np.ndarray, masks: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
     """Where the training-to-training spread of a paired comparison comes from: (the SD of the
-    per-seed mean differences, each clip set's share of their variance) for a (seeds x clips)
-    table of per-clip differences and (sets x clips) 0/1 masks that partition the clips (class
-    groups). A set's share is the covariance of its part of the per-seed difference with the
-    whole, over the whole's variance: the shares sum to 1, and a negative one offsets the others.
+    per-seed mean differences, the SD of each clip set's part of them, each set's share of their
+    variance) for a (seeds x clips) table of per-clip differences and (sets x clips) 0/1 masks
+    that partition the clips (class groups). A set's part is its clips' contribution to the
+    per-seed mean; its share, the covariance of its part with the whole over the whole's variance:
+    the shares sum to 1, and a negative one offsets the others (sets whose parts move against
+    each other from seed to seed).
     None with fewer than 3 seeds (a variance from one degree of freedom splits into noise) or
     when the per-seed differences do not vary."""
     d, m = np.asarray(diffs, dtype=np.float64), np.asarray(masks, dtype=np.float64)
@@ -476,7 +478,7 @@ def spread_shares(diffs: np.ndarray, masks: np.ndarray) -> tuple[float, np.ndarr
         return None
     centred = total - total.mean()
     shares = (parts - parts.mean(axis=0)).T @ centred / (len(total) - 1) / var
-    return math.sqrt(var), shares
+    return math.sqrt(var), parts.std(axis=0, ddof=1), shares
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

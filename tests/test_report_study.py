@@ -440,6 +440,7 @@ def test_the_power_section_says_which_class_group_carries_the_seed_spread(report
                     for s in range(3)] for v in (variant, "pd0")}
         diffs = [100 * (a - b) for a, b in zip(top1[variant], top1["pd0"])]
         assert float(rows[label][1]) == pytest.approx(statistics.stdev(diffs), abs=0.051)
-        shares = [float(x.rstrip(" %")) for x in rows[label][2:]]
-        assert sum(shares) == pytest.approx(100, abs=2)  # each rounded to a whole percent
-    assert "Largest share: Pd = 0.5: " in md
+        cells = [x.rstrip(" %)").split(" (") for x in rows[label][2:]]  # "1.2 (34 %)"
+        assert sum(float(share) for _, share in cells) == pytest.approx(100, abs=2)  # each rounded to a whole percent
+        assert max(float(sd) for sd, _ in cells) <= float(rows[label][1]) * len(cells)
+    assert "Largest part: Pd = 0.5: " in md

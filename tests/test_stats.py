@@ -238,9 +238,11 @@ def test_spread_shares_find_the_group_whose_learning_varies():
     masks[0, :200], masks[1, 200:400], masks[2, 400:] = 1, 1, 1
     d = rng.normal(0, 0.3, (s, n))  # clip noise everywhere
     d[:, 400:] += rng.normal(0, 0.25, (s, 1))  # the third group is learned by some seeds, not others
-    sd, shares = st.spread_shares(d, masks)
+    sd, part_sd, shares = st.spread_shares(d, masks)
     assert shares.sum() == pytest.approx(1.0)
     assert shares[2] > 0.8 and abs(shares[0]) < 0.2 and abs(shares[1]) < 0.2
+    assert part_sd[2] == pytest.approx(float(d[:, 400:].sum(axis=1).std(ddof=1)) / n)
+    assert part_sd[2] > 3 * max(part_sd[0], part_sd[1])
     assert sd == pytest.approx(float(d.mean(axis=1).std(ddof=1)))
     assert st.spread_shares(d[:2], masks) is None  # 2 seeds: one degree of freedom to split
     assert st.spread_shares(np.zeros((4, n)), masks) is None  # no spread to split

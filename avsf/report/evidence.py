@@ -120,9 +120,9 @@ class Evidence:
             d = d[:, group > 0]
         return st.components(d) if d.shape[1] >= 2 else None
 
-    def spread_by_group(self, a: str, b: str) -> tuple[float, dict[str, float]] | None:
-        """(SD of the per-seed top-1 differences a - b, each class group's share of their variance;
-        `avsf.stats.spread_shares`) on their common seeds: which group's clips carry the
+    def spread_by_group(self, a: str, b: str) -> tuple[float, dict[str, tuple[float, float]]] | None:
+        """(SD of the per-seed top-1 differences a - b, {class group: (SD of its part, its share of
+        their variance)}; `avsf.stats.spread_shares`) on their common seeds: which group's clips carry the
         training-to-training spread. None unless single-label runs whose class groups hold every
         test clip exactly once, on at least 3 common seeds."""
         seeds = sorted(set(self.seeds_of(a)) & set(self.seeds_of(b)))
@@ -136,7 +136,10 @@ class Evidence:
         if not np.array_equal(masks.sum(axis=0), np.ones(masks.shape[1])):
             return None  # groups that overlap or leave clips out do not split the spread
         out = st.spread_shares(values[0] - values[1], masks)
-        return None if out is None else (out[0], dict(zip(names, out[1].tolist())))
+        if out is None:
+            return None
+        sd, part_sd, shares = out
+        return sd, {g: (float(p), float(q)) for g, p, q in zip(names, part_sd, shares)}
 
     def compare(self, a: str, b: str, key: str, masks: np.ndarray | None = None) -> list[st.Comparison]:
         seeds = sorted(set(self.seeds_of(a)) & set(self.seeds_of(b)))

@@ -357,7 +357,8 @@ def power_lines(data: ReportData) -> list[str]:
                      + " at their upper bounds"
                      + (f"; `avsf study run` with `--seeds N` on this study's folder adds the missing seeds "
                         "and keeps the finished runs" if seeds > s else "") + ".")
-    return lines + [""]
+        lines.append("")
+    return lines
 
 
 def spread_lines(data: ReportData) -> list[str]:
@@ -373,19 +374,27 @@ def spread_lines(data: ReportData) -> list[str]:
         return []
     shown = [k[5:] for k in ev.keys if k.startswith("top1_") and k[5:] in ev.groups]  # the group table's order
     groups = shown + [g for g in ev.groups if g not in shown]
-    lines = ["| comparison | SD of the per-seed differences (points) | " + " | ".join(groups) + " |",
+    lines = ["| comparison | SD of the per-seed differences (points) | "
+             + " | ".join(groups) + " |",
              "|---|" + "---:|" * (len(groups) + 1)]
-    for label, (sd, shares) in rows:
-        lines.append(f"| {label} | {100 * sd:.1f} | " + " | ".join(f"{100 * shares[g]:.0f} %" for g in groups) + " |")
-    top = [f"{label}: {max(groups, key=lambda g: shares[g])} ({100 * max(shares.values()):.0f} %)"
-           for label, (_, shares) in rows]
+    for label, (sd, parts) in rows:
+        lines.append(f"| {label} | {100 * sd:.1f} | "
+                     + " | ".join(f"{100 * parts[g][0]:.1f} ({100 * parts[g][1]:.0f} %)" for g in groups) + " |")
+    top = []
+    for label, (_, parts) in rows:
+        g = max(groups, key=lambda k: parts[k][0])
+        top.append(f"{label}: {g} ({100 * parts[g][0]:.1f} points, {100 * parts[g][1]:.0f} %)")
+    offset = any(q < -0.1 for _, (_, parts) in rows for _, q in parts.values())
     return ["Where each variant's seed-to-seed spread against the baseline comes from: the SD of the "
-            "per-seed top-1 differences and each class group's share of their variance (the group's part "
-            "of the difference, its covariance with the whole over the whole's variance; the shares sum to "
-            "100 %, a negative one offsets the others; `avsf.stats.spread_shares`):", "", *lines, "",
-            "Largest share: " + "; ".join(top) + ". More test clips do not reduce this spread; more seeds "
+            "per-seed top-1 differences, and in each class group's column the SD of its part of them (its clips' "
+            "contribution to the difference, points) with its share of their variance in brackets (the part's "
+            "covariance with the whole over the whole's variance; the shares sum to 100 %; "
+            "`avsf.stats.spread_shares`):", "", *lines,
+            "", "Largest part: " + "; ".join(top) + ". More test clips do not reduce this spread; more seeds "
             "average it, and the group that carries it is the one whose learning varies from training to "
-            "training.", ""]
+            "training."
+            + (" A negative share marks groups that offset each other (trainings that do better on one do worse "
+               "on the other); the others' shares then exceed what they alone would carry." if offset else ""), ""]
 
 
 def _joint_plan(comps: list[st.Components], n_clips: int, most_clips_factor: int = 4) -> tuple[int, int] | None:
