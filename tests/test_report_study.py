@@ -426,18 +426,20 @@ def test_the_joint_plan_grows_the_test_split_only_where_it_can():
 def test_the_power_section_says_which_class_group_carries_the_seed_spread(report, tmp_path):
     import statistics
 
-    assert "Where each variant's seed-to-seed spread" not in (report[0] / "summary.md").read_text()  # 2 seeds
-    spec = make_spec(scale={"tiny": {"seeds": 3, "set": {"train.epochs": 3}}})
-    run_study(spec, tmp_path / "three", train_fn=PredictingTrainer(), log=lambda m: None)
-    write_report(tmp_path / "three", tmp_path / "r")
+    two = (report[0] / "summary.md").read_text()
+    assert "Where each variant's seed-to-seed spread" not in two
+    assert "not split by class group here: 2 seeds give a variance of 1 degree of freedom" in two
+    spec = make_spec(scale={"tiny": {"seeds": 5, "set": {"train.epochs": 3}}})
+    run_study(spec, tmp_path / "five", train_fn=PredictingTrainer(), log=lambda m: None)
+    write_report(tmp_path / "five", tmp_path / "r")
     md = (tmp_path / "r" / "summary.md").read_text()
     start = md.index("| comparison | SD of the per-seed differences (points) | visual | audio | sync |")
     table = md[start:md.index("\n\n", start)].splitlines()[2:]
     rows = {line.split(" | ")[0][2:]: line.strip("| ").split(" | ") for line in table}
     assert set(rows) == {"Pd = 0.5", "Pd = 0.8"}
     for label, variant in (("Pd = 0.5", "pd0.5"), ("Pd = 0.8", "pd0.8")):
-        top1 = {v: [json.loads((tmp_path / "three" / v / f"seed{s}" / "result.json").read_text())["top1"]
-                    for s in range(3)] for v in (variant, "pd0")}
+        top1 = {v: [json.loads((tmp_path / "five" / v / f"seed{s}" / "result.json").read_text())["top1"]
+                    for s in range(5)] for v in (variant, "pd0")}
         diffs = [100 * (a - b) for a, b in zip(top1[variant], top1["pd0"])]
         assert float(rows[label][1]) == pytest.approx(statistics.stdev(diffs), abs=0.051)
         cells = [x.rstrip(" %)").split(" (") for x in rows[label][2:]]  # "1.2 (34 %)"

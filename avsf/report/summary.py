@@ -361,13 +361,24 @@ def power_lines(data: ReportData) -> list[str]:
     return lines
 
 
+SPREAD_MIN_SEEDS = 5
+"""Seeds from which the report splits a seed spread by class group: from 3 (2 degrees of freedom)
+the shares came out as noise (a group with the largest part but a negative share)."""
+
+
 def spread_lines(data: ReportData) -> list[str]:
     """Which class group carries each variant's seed-to-seed spread against the baseline (top-1
-    studies on class-grouped benchmarks, 3 seeds or more; `Evidence.spread_by_group`): the part
+    studies on class-grouped benchmarks, `SPREAD_MIN_SEEDS` or more; `Evidence.spread_by_group`): the part
     of the MDD that only more seeds, or a benchmark learned more reliably, can reduce."""
     ev = data.evidence
-    if ev is None or data.metric != "top1":
+    if ev is None or data.metric != "top1" or ev.kind != "single" or len(ev.groups) < 2:
         return []
+    seeds = len(ev.seeds_of(ev.baseline))
+    if seeds < SPREAD_MIN_SEEDS:
+        return [f"The seed spread is not split by class group here: {seeds} seed{'s' if seeds != 1 else ''} "
+                f"give{'s' if seeds == 1 else ''} a variance of {max(seeds - 1, 0)} degree"
+                f"{'s' if seeds != 2 else ''} of freedom, which splits into noise; the report does it from "
+                f"{SPREAD_MIN_SEEDS} seeds on.", ""]
     rows = [(data.named(row), out) for row in data.rows if row.name != ev.baseline
             and (out := ev.spread_by_group(row.name, ev.baseline)) is not None]
     if not rows:
